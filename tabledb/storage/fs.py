@@ -25,6 +25,11 @@ from typing import Protocol
 from tabledb.errors import DatabaseLockedError, StorageIOError
 
 
+# fdatasync flushes the data and the metadata needed to read it back (the file size), which
+# is all an append-only file needs; fsync also flushes timestamps.
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
 def _io_error(exc: OSError, what: str, path: str) -> StorageIOError:
     return StorageIOError(f"{what} failed for {path}: {exc.strerror or exc}", path=path, errno=exc.errno)
 
@@ -76,7 +81,7 @@ class OSWritableFile:
     def sync(self) -> None:
         try:
             self._f.flush()
-            os.fsync(self._f.fileno())
+            _datasync(self._f.fileno())
         except OSError as exc:
             raise _io_error(exc, "fsync", self.path) from exc
 

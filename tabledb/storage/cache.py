@@ -1,0 +1,175 @@
+"""The two caches in front of SSTable files: parsed blocks, and open readers.
+
+``BlockCache`` holds parsed data blocks keyed by ``(file_number, block_offset)``
+and bounded in bytes; ``TableCache`` holds open :class:`SSTableReader` objects
+keyed by file number and bounded in count. Both are LRU and thread-safe (one
+lock each, held only for dictionary work, never across I/O).
+
+Lifetimes: a reader leaves the table cache by losing the cache's reference,
+never by an explicit close, so a ``get`` or an iterator that still holds the
+reader keeps working; CPython closes the file when the last reference goes
+(``SSTableReader.__del__``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+
+from tabledb.errors import ClosedError, InvalidArgumentError
+from tabledb.storage import dbformat
+from tabledb.storage.sstable import SSTableReader
+
+
+class BlockCache:
+    """A thread-safe LRU cache bounded by the sum of its entries' charges (bytes).
+
+    Keys are ``(file_number, block_offset)`` tuples; values are whatever the
+    caller stores (``SSTableReader`` stores a parsed block) and must not be None.
+    ``charge`` is the caller's estimate of the entry's memory in bytes.
+    """
+
+    def __init__(self, capacity_bytes: int):
+        if capacity_bytes < 0:
+            raise InvalidArgumentError("capacity_bytes must be >= 0")
+        self._capacity = capacity_bytes
+        self._lock = threading.Lock()
+        self._entries: OrderedDict = OrderedDict()  # key -> value, least recently used first
+        self._charges: dict = {}                     # key -> charge
+        self._by_file: dict[int, set] = {}           # file_number -> its keys
+        self._usage = 0
+        self._hits = 0
+        self._misses = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def get(self, key):
+        """The cached value for ``key`` (now most recently used), or None. Counts a hit or a miss."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is None:
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return value
+
+    def insert(self, key, value, charge: int) -> None:
+        """Cache ``value`` under ``key`` (replacing any old value), then evict LRU entries
+        until usage is within capacity. An entry larger than the whole capacity is not cached."""
+        with self._lock:
+            if key in self._charges:
+                self._remove(key)
+            if charge > self._capacity:
+                return
+            self._entries[key] = value
+            self._charges[key] = charge
+            self._usage += charge
+            keys = self._by_file.get(key[0])
+            if keys is None:
+                self._by_file[key[0]] = keys = set()
+            keys.add(key)
+            entries = self._entries
+            while self._usage > self._capacity:
+                self._remove(next(iter(entries)))
+
+    def erase(self, key) -> None:
+        with self._lock:
+            if key in self._charges:
+                self._remove(key)
+
+    def erase_file(self, file_number: int) -> None:
+        """Drop every block of ``file_number`` (cost proportional to that file's cached blocks)."""
+        with self._lock:
+            keys = self._by_file.pop(file_number, None)
+            if keys:
+                for key in keys:
+                    del self._entries[key]
+                    self._usage -= self._charges.pop(key)
+
+    def _remove(self, key) -> None:
+        # REQUIRES: self._lock held, key present.
+        del self._entries[key]
+        self._usage -= self._charges.pop(key)
+        keys = self._by_file[key[0]]
+        keys.discard(key)
+        if not keys:
+            del self._by_file[key[0]]
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "capacity": self._capacity,
+                "usage": self._usage,
+                "entries": len(self._entries),
+                "hits": self._hits,
+                "misses": self._misses,
+            }
+
+
+class TableCache:
+    """A thread-safe LRU of open ``SSTableReader`` objects, at most ``capacity`` of them.
+
+    ``get`` opens ``<dirpath>/<table_file_name(n)>`` through ``fs.open_readable``
+    on a miss; the file is opened outside the lock, so two threads missing on
+    the same file may both open it, and the loser's reader is simply dropped.
+    Errors from opening (``StorageIOError``, ``CorruptionError``) propagate and
+    nothing is cached.
+    """
+
+    def __init__(self, fs, dirpath: str, capacity: int, block_cache: BlockCache | None):
+        if capacity < 1:
+            raise InvalidArgumentError("table cache capacity must be >= 1")
+        self._fs = fs
+        self._dirpath = dirpath
+        self._capacity = capacity
+        self._block_cache = block_cache
+        self._lock = threading.Lock()
+        self._readers: OrderedDict[int, SSTableReader] = OrderedDict()
+        self._closed = False
+
+    def get(self, file_number: int) -> SSTableReader:
+        with self._lock:
+            if self._closed:
+                raise ClosedError("table cache is closed")
+            reader = self._readers.get(file_number)
+            if reader is not None:
+                self._readers.move_to_end(file_number)
+                return reader
+        path = os.path.join(self._dirpath, dbformat.table_file_name(file_number))
+        opened = SSTableReader.open(
+            self._fs.open_readable(path), file_number=file_number, block_cache=self._block_cache
+        )
+        with self._lock:
+            if self._closed:
+                raise ClosedError("table cache is closed")
+            reader = self._readers.get(file_number)
+            if reader is not None:  # another thread opened it meanwhile
+                self._readers.move_to_end(file_number)
+                return reader
+            self._readers[file_number] = opened
+            while len(self._readers) > self._capacity:
+                self._readers.popitem(last=False)  # dropped, not closed: users may still hold it
+            return opened
+
+    def evict(self, file_number: int) -> None:
+        """Forget the reader of ``file_number`` (e.g. the file is being deleted) and its cached blocks."""
+        with self._lock:
+            self._readers.pop(file_number, None)
+        if self._block_cache is not None:
+            self._block_cache.erase_file(file_number)
+
+    def __len__(self) -> int:
+        return len(self._readers)
+
+    def __contains__(self, file_number: int) -> bool:
+        return file_number in self._readers
+
+    def close(self) -> None:
+        """Drop every reader; later ``get`` calls raise ClosedError."""
+        with self._lock:
+            self._closed = True
+            self._readers.clear()

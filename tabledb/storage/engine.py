@@ -1,0 +1,1169 @@
+"""The LSM engine: WAL, memtables, SSTables in levels, flush and compaction in the background.
+
+Write path: ``write`` encodes a batch as one WAL record, appends it, applies it
+to the active memtables and then publishes its sequence numbers, all under one
+write lock; an fsync, when asked for, is shared by every writer waiting for one
+(group commit). When the active memtables outgrow ``memtable_bytes`` they are
+frozen together with the WAL segment that holds them, a new segment starts,
+and the flush thread turns each family's memtable into an L0 SSTable, records
+that in the MANIFEST and deletes the old segment. At most one frozen set waits
+for flushing; a writer that finds one already waiting stalls until it is done.
+
+Read path: a reader takes the published sequence number first and then the
+*super version* (active memtables, frozen memtables, Version) in one reference,
+so it sees every write up to its sequence and nothing newer.
+
+Files: ``<dir>/CURRENT``, ``MANIFEST-n``, ``n.log`` (WAL), ``n.sst``, ``LOCK``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import operator
+import os
+import threading
+import time
+from dataclasses import dataclass, fields
+from itertools import chain, islice
+
+from sortedcontainers import SortedList
+
+from tabledb.errors import (ClosedError, CorruptionError, Error, InvalidArgumentError, InvalidTypeError,
+                            OperationalError, StorageIOError)
+from tabledb.storage import compaction as compaction_mod
+from tabledb.storage import dbformat
+from tabledb.storage.batch import ColumnFamily, WriteBatch, check_key, check_range, encode_batch, decode_batch
+from tabledb.storage.cache import BlockCache, TableCache
+from tabledb.storage.dbformat import KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE
+from tabledb.storage.fs import DEFAULT_FS
+from tabledb.storage.log import WAL_MAGIC, LogWriter, read_log
+from tabledb.storage.memtable import MemTable
+from tabledb.storage.rangedel import RangeTombstones, visible_max_fragments
+from tabledb.storage.sstable import SSTableWriter
+from tabledb.storage.version import FileMeta, VersionEdit, VersionSet
+
+SYNC_MODES = ("group", "commit", "off")
+
+
+@dataclass
+class Options:
+    """Engine options; ``Engine.open(path, **options)`` takes any of these by name."""
+
+    sync_mode: str = "group"            # "group": fsync each commit, one fsync shared by concurrent writers;
+                                        # "commit": one fsync per commit; "off": no fsync unless sync=True
+    memtable_bytes: int = 64 << 20      # active memtables (all families) above this are frozen and flushed
+    block_cache_bytes: int = 32 << 20
+    max_open_files: int = 500
+    block_size: int = 4096
+    bloom_bits_per_key: int = 10
+    compression: str | None = None      # None or "zlib"
+    target_file_bytes: int = 64 << 20
+    l0_compaction_trigger: int = 4
+    l0_slowdown_trigger: int = 12
+    l0_stop_trigger: int = 20
+    level1_bytes: int = 256 << 20
+    level_multiplier: int = 10
+    num_levels: int = 7
+    background: bool = True             # False: flush and compaction run inline in the writer (tests)
+    fs: object = None                   # the filesystem layer (tabledb.storage.fs.FileSystem)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict) -> "Options":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise InvalidArgumentError(f"unknown engine option(s): {', '.join(unknown)}")
+        opts = cls(**kwargs)
+        if opts.sync_mode not in SYNC_MODES:
+            raise InvalidArgumentError(f"sync_mode must be one of {SYNC_MODES}, not {opts.sync_mode!r}")
+        if opts.compression not in (None, "zlib"):
+            raise InvalidArgumentError(f"compression must be None or 'zlib', not {opts.compression!r}")
+        for name in ("memtable_bytes", "block_size", "target_file_bytes", "l0_compaction_trigger",
+                     "level1_bytes", "max_open_files"):
+            value = getattr(opts, name)
+            if not isinstance(value, int) or value <= 0:
+                raise InvalidArgumentError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(opts.num_levels, int) or opts.num_levels < 2:
+            raise InvalidArgumentError("num_levels must be at least 2")
+        if opts.level_multiplier < 2:
+            raise InvalidArgumentError("level_multiplier must be at least 2")
+        opts.l0_slowdown_trigger = max(opts.l0_slowdown_trigger, opts.l0_compaction_trigger)
+        opts.l0_stop_trigger = max(opts.l0_stop_trigger, opts.l0_slowdown_trigger)
+        return opts
+
+
+class Snapshot:
+    """A frozen view of the database at ``sequence``. Release with ``close()`` (or a ``with`` block)."""
+
+    __slots__ = ("sequence", "_engine", "_closed")
+
+    def __init__(self, engine: "Engine", sequence: int):
+        self.sequence = sequence
+        self._engine = engine
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._engine._release_snapshot(self.sequence)
+
+    release = close
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        if not self._closed and self._engine is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        return f"Snapshot(sequence={self.sequence}{', closed' if self._closed else ''})"
+
+
+class _Frozen:
+    """Memtables frozen together with the WAL segment that holds them."""
+
+    __slots__ = ("mems", "wal_number", "wal", "next_wal_number")
+
+    def __init__(self, mems, wal_number, wal, next_wal_number):
+        self.mems = mems
+        self.wal_number = wal_number
+        self.wal = wal
+        self.next_wal_number = next_wal_number
+
+
+class _SuperVersion:
+    __slots__ = ("mems", "imms", "version", "l0_files")
+
+    def __init__(self, mems, imms, version):
+        self.mems = mems          # cf_id -> MemTable (active)
+        self.imms = imms          # tuple of cf_id -> MemTable dicts, newest first
+        self.version = version
+        self.l0_files = max((len(levels[0]) for levels in version.cfs.values()), default=0)
+
+
+class Engine:
+    """An LSM key-value store in one directory. Thread-safe; one process at a time.
+
+    See docs/engine-api.md for the contract every method keeps.
+    """
+
+    # ------------------------------------------------------------------ open / close
+    def __init__(self, path: str, opts: Options, fs):
+        self.path = path
+        self.options = opts
+        self.fs = fs
+        self._closed = False
+        self._bg_error: Exception | None = None
+        self._write_lock = threading.RLock()
+        self._sync_lock = threading.Lock()
+        self._sv_lock = threading.Lock()
+        self._bg_cv = threading.Condition(threading.Lock())
+        self._compaction_lock = threading.Lock()
+        self._snapshots = SortedList()
+        self._snap_lock = threading.Lock()
+        self._pending_outputs: set[int] = set()
+        self._tombstone_sets: dict[int, RangeTombstones] = {}
+        self._busy_files: set[int] = set()
+        self._compact_pointers: dict = {}
+        self._imms: list[_Frozen] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = False
+        self._compaction_wanted = False
+        self._wal_gen = 0
+        self._synced_upto = (0, 0)
+        self._stats = {"wal_torn_tail_bytes": 0, "wal_torn_tail_files": [], "flushes": 0, "compactions": 0,
+                       "trivial_moves": 0, "files_dropped_by_tombstone": 0, "stall_seconds": 0.0,
+                       "slowdowns": 0, "bytes_written": 0, "bytes_compacted": 0, "wal_syncs": 0,
+                       "recovered_records": 0}
+        self.block_cache = BlockCache(opts.block_cache_bytes)
+        self.table_cache = TableCache(fs, path, opts.max_open_files, self.block_cache)
+        self.versions = VersionSet(fs, path, opts.num_levels)
+        self._lock_file = None
+
+    @classmethod
+    def open(cls, path, create: bool = True, **options) -> "Engine":
+        """Open (or with ``create``, create) the database in directory ``path``."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidTypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        path = os.fspath(path)
+        opts = Options.from_kwargs(options)
+        fs = opts.fs or DEFAULT_FS
+        if not fs.exists(path):
+            if not create:
+                raise InvalidArgumentError(f"database {path} does not exist (create=False)")
+            fs.makedirs(path)
+            parent = os.path.dirname(os.path.abspath(path))
+            fs.sync_dir(parent)
+        elif not os.path.isdir(path):
+            raise InvalidArgumentError(f"{path} is not a directory")
+        engine = cls(path, opts, fs)
+        engine._lock_file = fs.lock(os.path.join(path, dbformat.LOCK))
+        try:
+            engine._recover(create)
+        except BaseException:
+            engine._lock_file.release()
+            engine.table_cache.close()
+            engine.versions.close()
+            raise
+        if opts.background:
+            engine._start_threads()
+        return engine
+
+    def _recover(self, create: bool) -> None:
+        fs, path = self.fs, self.path
+        if fs.exists(os.path.join(path, dbformat.CURRENT)):
+            self.versions.recover()
+        else:
+            if not create:
+                raise InvalidArgumentError(f"{path} holds no database (create=False)")
+            self.versions.create_new()
+        self._cf_names = dict(self.versions.cf_names)
+        mems = {cf_id: MemTable() for cf_id in self._cf_names}
+        # Replay every WAL segment the MANIFEST does not cover, oldest first.
+        logs = sorted(n for kind, n in self._engine_files() if kind == "log" and n >= self.versions.log_number)
+        last_seq = self.versions.last_sequence
+        for i, number in enumerate(logs):
+            wal_path = os.path.join(path, dbformat.wal_file_name(number))
+            records, torn, _ = read_log(fs, wal_path, magic=WAL_MAGIC)
+            if torn:
+                if i != len(logs) - 1 and any(fs.file_size(os.path.join(path, dbformat.wal_file_name(n))) > 0
+                                              for n in logs[i + 1:]):
+                    raise CorruptionError("WAL segment ends in a damaged record but later segments follow",
+                                          file=wal_path, offset=fs.file_size(wal_path) - torn)
+                self._stats["wal_torn_tail_bytes"] += torn
+                self._stats["wal_torn_tail_files"].append(wal_path)
+            for offset, payload in records:
+                first, _commit_us, ops = decode_batch(payload, file=wal_path, offset=offset)
+                if first + len(ops) - 1 <= self.versions.last_sequence:
+                    continue  # already in an SSTable: its flush was recorded before the segment went
+                seq = first
+                for kind, cf_id, key, value in ops:
+                    mem = mems.get(cf_id)
+                    if mem is not None:
+                        mem.add(seq, kind, key, value)
+                    seq += 1
+                last_seq = max(last_seq, seq - 1)
+                self._stats["recovered_records"] += 1
+        self._last_seq = last_seq
+        # A fresh WAL segment; the recovered memtables go straight to L0 so old segments can go.
+        self._wal_number = self.versions.new_file_number()
+        self._wal = self._new_wal(self._wal_number)
+        edit = VersionEdit(log_number=self._wal_number, last_sequence=last_seq)
+        for cf_id, mem in mems.items():
+            if not mem.empty:
+                edit.add.append((cf_id, 0, self._write_level0(cf_id, mem)))
+        self.versions.log_and_apply(edit)
+        self._pending_outputs.clear()
+        self._mems = {cf_id: MemTable() for cf_id in self._cf_names}
+        self._publish()
+        self._delete_obsolete_files()
+
+    def _engine_files(self):
+        for name in self.fs.listdir(self.path):
+            parsed = dbformat.parse_file_name(name)
+            if parsed is not None:
+                yield parsed
+
+    def _new_wal(self, number: int) -> LogWriter:
+        f = self.fs.open_writable(os.path.join(self.path, dbformat.wal_file_name(number)))
+        writer = LogWriter(f, magic=WAL_MAGIC, file_number=number, epoch=self.versions.epoch)
+        writer.sync()
+        self.fs.sync_dir(self.path)
+        return writer
+
+    def _start_threads(self) -> None:
+        for target, name in ((self._flush_loop, "tabledb-flush"), (self._compaction_loop, "tabledb-compaction")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        """Stop background work, make the WAL durable and release the directory. Idempotent."""
+        if self._closed:
+            return
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._bg_cv:
+            self._stop = True
+            self._bg_cv.notify_all()
+        for t in self._threads:
+            t.join()
+        errors = []
+        try:
+            with self._write_lock:
+                self._wal.sync()
+                self._wal.close()
+        except Error as exc:
+            errors.append(exc)
+        for imm in self._imms:
+            try:
+                imm.wal.close()
+            except Error:
+                pass
+        self.versions.close()
+        self.table_cache.close()
+        if self._lock_file is not None:
+            self._lock_file.release()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the engine is closed")
+
+    # ------------------------------------------------------------------ column families
+    def _cf_id(self, cf) -> int:
+        if cf is None:
+            return 0
+        if not isinstance(cf, ColumnFamily):
+            raise InvalidTypeError(f"cf must be a ColumnFamily handle or None, not {type(cf).__name__}")
+        if self._cf_names.get(cf.id) != cf.name:
+            raise InvalidArgumentError(f"unknown column family {cf.name!r} (dropped, or from another database)")
+        return cf.id
+
+    def create_column_family(self, name: str) -> ColumnFamily:
+        self._check_open()
+        if not isinstance(name, str):
+            raise InvalidTypeError(f"column family name must be a str, not {type(name).__name__}")
+        if not name:
+            raise InvalidArgumentError("column family name must not be empty")
+        with self._write_lock:
+            self._check_open()
+            if name in self._cf_names.values():
+                raise InvalidArgumentError(f"column family {name!r} already exists")
+            cf_id = self.versions.new_file_number()
+            edit = VersionEdit(cf_add=[(cf_id, name)])
+            self.versions.log_and_apply(edit)
+            names = dict(self._cf_names)
+            names[cf_id] = name
+            self._cf_names = names
+            mems = dict(self._mems)
+            mems[cf_id] = MemTable()
+            self._mems = mems
+            self._publish()
+        return ColumnFamily(name, cf_id)
+
+    def get_column_family(self, name: str) -> ColumnFamily:
+        self._check_open()
+        for cf_id, cf_name in self._cf_names.items():
+            if cf_name == name:
+                return ColumnFamily(name, cf_id)
+        raise InvalidArgumentError(f"unknown column family {name!r}")
+
+    def list_column_families(self) -> list[str]:
+        self._check_open()
+        return [self._cf_names[i] for i in sorted(self._cf_names)]
+
+    def drop_column_family(self, cf) -> None:
+        self._check_open()
+        if isinstance(cf, str):
+            cf = self.get_column_family(cf)
+        cf_id = self._cf_id(cf)
+        if cf_id == 0:
+            raise InvalidArgumentError("the default column family cannot be dropped")
+        with self._write_lock:
+            self._check_open()
+            self.versions.log_and_apply(VersionEdit(cf_drop=[cf_id]))
+            names = dict(self._cf_names)
+            del names[cf_id]
+            self._cf_names = names
+            mems = dict(self._mems)
+            del mems[cf_id]
+            self._mems = mems
+            self._publish()
+        self._delete_obsolete_files()
+
+    # ------------------------------------------------------------------ writes
+    def put(self, key, value, cf=None, sync=None) -> int:
+        key = check_key(key)
+        value = check_key(value, "value")
+        return self._write(((KIND_PUT, self._cf_id(cf), key, value),), sync)
+
+    def delete(self, key, cf=None, sync=None) -> int:
+        key = check_key(key)
+        return self._write(((KIND_DELETE, self._cf_id(cf), key, b""),), sync)
+
+    def delete_range(self, start, end, cf=None, sync=None) -> int:
+        start, end = check_range(start, end)
+        cf_id = self._cf_id(cf)
+        if start == end:
+            self._check_open()
+            return self._last_seq
+        return self._write(((KIND_RANGE_DELETE, cf_id, start, end),), sync)
+
+    def write(self, batch: WriteBatch, sync=None) -> int:
+        """Apply ``batch`` atomically; returns the sequence number of its last operation."""
+        if not isinstance(batch, WriteBatch):
+            raise InvalidTypeError(f"write() takes a WriteBatch, not {type(batch).__name__}")
+        cf_id = self._cf_id
+        ops = [(kind, cf_id(cf), key, value) for kind, cf, key, value in batch.ops]
+        if not ops:
+            self._check_open()
+            return self._last_seq
+        return self._write(ops, sync)
+
+    def _write(self, ops, sync) -> int:
+        mode = self.options.sync_mode
+        do_sync = (mode != "off") if sync is None else bool(sync)
+        with self._write_lock:
+            if self._closed:
+                raise ClosedError("the engine is closed")
+            if self._bg_error is not None:
+                raise OperationalError(f"the engine stopped accepting writes after an error: {self._bg_error}")
+            self._make_room()
+            first = self._last_seq + 1
+            payload = encode_batch(first, time.time_ns() // 1000, ops)
+            wal = self._wal
+            try:
+                wal.add_record(payload)
+                if do_sync and mode != "group":
+                    wal.sync()
+                    self._stats["wal_syncs"] += 1
+                else:
+                    wal.flush()
+            except StorageIOError as exc:
+                self._bg_error = exc
+                raise
+            mems = self._mems
+            seq = first
+            for kind, cf_id, key, value in ops:
+                mems[cf_id].add(seq, kind, key, value)
+                seq += 1
+            self._last_seq = seq - 1
+            if do_sync and mode == "group":
+                target = (self._wal_gen, wal.file.size())
+        if do_sync and mode == "group":
+            self._group_sync(target)
+        return seq - 1
+
+    def _group_sync(self, target) -> None:
+        """Make the WAL durable up to ``target`` ((generation, offset)); one fsync serves every waiter."""
+        with self._sync_lock:
+            if self._synced_upto >= target:
+                return
+            with self._write_lock:
+                wal = self._wal
+                reached = (self._wal_gen, wal.file.size())
+                try:
+                    wal.flush()
+                except StorageIOError as exc:
+                    self._bg_error = exc
+                    raise
+            try:
+                wal.sync()
+            except StorageIOError as exc:
+                self._bg_error = exc
+                raise
+            except ValueError:
+                pass  # the segment was rotated and closed; rotation synced it
+            self._stats["wal_syncs"] += 1
+            if reached > self._synced_upto:
+                self._synced_upto = reached
+
+    def _make_room(self) -> None:
+        """REQUIRES: the write lock. Freeze full memtables; slow down or stall while L0 piles up."""
+        opts = self.options
+        total = 0
+        for mem in self._mems.values():
+            total += mem.approximate_bytes
+        if total >= opts.memtable_bytes:
+            if not opts.background:
+                self._freeze()
+                self._flush_all_inline()
+                self._compact_inline()
+                return
+            if self._imms:
+                t0 = time.monotonic()
+                with self._bg_cv:
+                    while self._imms and self._bg_error is None and not self._stop:
+                        self._bg_cv.wait(0.1)
+                self._stats["stall_seconds"] += time.monotonic() - t0
+                if self._bg_error is not None:
+                    raise OperationalError(f"background flush failed: {self._bg_error}")
+            self._freeze()
+            return
+        if not opts.background:
+            return
+        l0 = self._sv.l0_files
+        if l0 >= opts.l0_slowdown_trigger:
+            t0 = time.monotonic()
+            if l0 >= opts.l0_stop_trigger:
+                with self._bg_cv:
+                    self._compaction_wanted = True
+                    self._bg_cv.notify_all()
+                    while self._max_l0_files() >= opts.l0_stop_trigger and self._bg_error is None and not self._stop:
+                        self._bg_cv.wait(0.1)
+            else:
+                self._stats["slowdowns"] += 1
+                time.sleep(0.001)
+            self._stats["stall_seconds"] += time.monotonic() - t0
+
+    def _max_l0_files(self) -> int:
+        return self._sv.l0_files
+
+    def _freeze(self) -> None:
+        """REQUIRES: the write lock. Freeze the active memtables and start a new WAL segment."""
+        if all(m.empty for m in self._mems.values()):
+            return
+        new_number = self.versions.new_file_number()
+        new_wal = self._new_wal(new_number)
+        old = self._wal
+        old.sync()  # an older segment is always whole on disk: only the newest may have a torn tail
+        frozen = _Frozen(self._mems, self._wal_number, old, new_number)
+        self._synced_upto = (self._wal_gen, old.file.size())
+        self._wal_gen += 1
+        self._wal = new_wal
+        self._wal_number = new_number
+        self._mems = {cf_id: MemTable() for cf_id in self._cf_names}
+        with self._bg_cv:
+            self._imms.insert(0, frozen)
+            self._publish()
+            self._bg_cv.notify_all()
+
+    def _publish(self) -> None:
+        """Install a new super version from the current memtables and Version."""
+        with self._sv_lock:
+            self._sv = _SuperVersion(self._mems, tuple(f.mems for f in self._imms), self.versions.current)
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def latest_sequence(self) -> int:
+        self._check_open()
+        return self._last_seq
+
+    def snapshot(self) -> Snapshot:
+        self._check_open()
+        with self._snap_lock:
+            seq = self._last_seq
+            self._snapshots.add(seq)
+        return Snapshot(self, seq)
+
+    def _release_snapshot(self, seq: int) -> None:
+        with self._snap_lock:
+            try:
+                self._snapshots.remove(seq)
+            except ValueError:
+                pass
+
+    def _read_sequence(self, snapshot) -> int:
+        if snapshot is None:
+            return self._last_seq
+        if not isinstance(snapshot, Snapshot):
+            raise InvalidTypeError(f"snapshot must be a Snapshot or None, not {type(snapshot).__name__}")
+        if snapshot._closed:
+            raise ClosedError("the snapshot was released")
+        if snapshot._engine is not self:
+            raise InvalidArgumentError("the snapshot belongs to another engine")
+        return snapshot.sequence
+
+    def get(self, key, cf=None, snapshot=None) -> bytes | None:
+        """The value of ``key``, or None. Safe to call from any thread."""
+        key = check_key(key)
+        cf_id = self._cf_id(cf)
+        if self._closed:
+            raise ClosedError("the engine is closed")
+        seq = self._read_sequence(snapshot)
+        sv = self._sv
+        mem = sv.mems[cf_id]
+        r = mem.get(key, seq)
+        tomb = mem.tombstones.max_covering_seq(key, seq) if mem.tombstones.count else 0
+        if r is not None or tomb:
+            return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+        for imm in sv.imms:
+            mem = imm.get(cf_id)
+            if mem is None:
+                continue
+            r = mem.get(key, seq)
+            tomb = mem.tombstones.max_covering_seq(key, seq) if mem.tombstones.count else 0
+            if r is not None or tomb:
+                return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+        levels = sv.version.cfs[cf_id]
+        table = self.table_cache.get
+        for f in levels[0]:
+            if key < f.smallest or key > f.largest:
+                continue
+            reader = table(f.number)
+            tomb = self._file_tombstones(f.number, reader).max_covering_seq(key, seq) if f.range_deletions else 0
+            r = reader.get(key, seq)
+            if r is not None or tomb:
+                return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+        for lf in levels[1:]:
+            if not lf.files:
+                continue
+            f = lf.find(key)
+            if f is None:
+                continue
+            reader = table(f.number)
+            tomb = self._file_tombstones(f.number, reader).max_covering_seq(key, seq) if f.range_deletions else 0
+            r = reader.get(key, seq)
+            if r is not None or tomb:
+                return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+        return None
+
+    def _file_tombstones(self, number: int, reader) -> RangeTombstones:
+        """The range tombstones of SSTable ``number`` as a searchable set (built once per file)."""
+        rt = self._tombstone_sets.get(number)
+        if rt is None:
+            rt = RangeTombstones.from_fragments(reader.range_tombstones)
+            self._tombstone_sets[number] = rt
+        return rt
+
+    def scan(self, start=None, end=None, cf=None, snapshot=None, reverse: bool = False):
+        """Iterate ``(key, value)`` for ``start <= key < end`` in key order (descending with ``reverse``)."""
+        if start is not None:
+            start = check_key(start, "start")
+        if end is not None:
+            end = check_key(end, "end")
+        if start is not None and end is not None and start > end:
+            raise InvalidArgumentError(f"range start {start!r} is after its end {end!r}")
+        cf_id = self._cf_id(cf)
+        self._check_open()
+        seq = self._read_sequence(snapshot)
+        return self._scan(self._sv, cf_id, seq, start, end, bool(reverse), snapshot)
+
+    def _scan(self, sv, cf_id, seq, start, end, reverse, snapshot):
+        """Build the scan's sources and return its generator.
+
+        Each generator gets ``sv`` (and ``snapshot``) as an argument: holding them keeps the
+        memtables and the Version, so its files, alive for as long as the scan runs.
+        """
+        mem_sources = []
+        block_sources = []
+        frags = []
+        for mem in [sv.mems[cf_id]] + [imm[cf_id] for imm in sv.imms if cf_id in imm]:
+            if mem.entries:
+                mem_sources.append(mem.iter_entries(start, end, reverse, seq))
+                if mem.tombstones.count:
+                    frags.append(mem.tombstones.fragments(start, end))
+        levels = sv.version.cfs[cf_id]
+        table = self.table_cache.get
+        for f in levels[0]:
+            if not f.overlaps(start, end) or (end is not None and f.smallest >= end):
+                continue
+            reader = table(f.number)
+            block_sources.append(reader.iter_blocks(start, end, reverse))
+            if f.range_deletions:
+                frags.append(reader.range_tombstones)
+        for lf in levels[1:]:
+            files = [f for f in lf.overlapping(start, end) if end is None or f.smallest < end]
+            if not files:
+                continue
+            for f in files:
+                if f.range_deletions:
+                    frags.append(table(f.number).range_tombstones)
+            block_sources.append(self._level_blocks(files, start, end, reverse))
+        tombs = visible_max_fragments(frags, seq, start, end) if frags else None
+        if not mem_sources and len(block_sources) == 1:
+            return self._scan_blocks(block_sources[0], seq, reverse, tombs, sv, snapshot)
+        sources = mem_sources + [self._block_entries(b) for b in block_sources]
+        if not sources:
+            return iter(())
+        merged = sources[0] if len(sources) == 1 else heapq.merge(*sources, reverse=reverse)
+        if reverse:
+            return self._dedupe_reverse(merged, seq, tombs, sv, snapshot)
+        return self._dedupe_forward(merged, seq, tombs, sv, snapshot)
+
+    def _level_blocks(self, files, start, end, reverse):
+        table = self.table_cache.get
+        for f in (reversed(files) if reverse else files):
+            yield from table(f.number).iter_blocks(start, end, reverse)
+
+    @staticmethod
+    def _block_entries(blocks):
+        for keys, negated, values, _ in blocks:
+            yield from zip(keys, negated, values)
+
+    def _scan_blocks(self, blocks, seq, reverse, tombs, _sv, _snapshot):
+        """Scan one sorted source of SSTable blocks.
+
+        A block whose entries are all visible puts of distinct keys, none shared
+        with its neighbours, goes out whole (``zip(keys, values)``); any other
+        block goes entry by entry through the same rules as ``_dedupe_*``.
+        """
+        limit = (seq << 8) | 0xFF
+        neg_limit = -limit
+        covering = tombs.max_covering_seq if tombs else None
+        eq = operator.eq
+        it = iter(blocks)
+        nxt = next(it, None)
+        prev_last = None
+        last_key = None               # forward: the key already decided
+        cur_key, cur = None, None     # reverse: the key being gathered and its newest visible version
+        while nxt is not None:
+            keys, negs, values, all_puts = nxt
+            # Reverse order needs to know whether the next block continues this block's last key
+            # (its newer versions); forward order never does: the newest version comes first.
+            nxt = next(it, None) if reverse else True
+            if self._closed:
+                raise ClosedError("the engine was closed during the scan")
+            if (covering is None and all_puts and min(negs) >= neg_limit and keys[0] != prev_last
+                    and (not reverse or nxt is None or nxt[0][0] != keys[-1])
+                    and not any(map(eq, keys, islice(keys, 1, None)))):
+                if cur is not None:
+                    if (cur[0] & 0xFF) == KIND_PUT:
+                        yield cur_key, cur[1]
+                    cur = None
+                yield from zip(keys, values)
+                last_key = cur_key = keys[-1]
+            elif not reverse:
+                for key, neg, value in zip(keys, negs, values):
+                    if key == last_key or -neg > limit:
+                        continue
+                    last_key = key
+                    if ((-neg) & 0xFF) == KIND_PUT and (covering is None or (-neg >> 8) > covering(key, seq)):
+                        yield key, value
+            else:
+                for key, neg, value in zip(keys, negs, values):
+                    if key != cur_key:
+                        if cur is not None and (cur[0] & 0xFF) == KIND_PUT and (
+                                covering is None or (cur[0] >> 8) > covering(cur_key, seq)):
+                            yield cur_key, cur[1]
+                        cur_key, cur = key, None
+                    if -neg <= limit:
+                        cur = (-neg, value)
+            prev_last = keys[-1]
+            if not reverse:
+                nxt = next(it, None)
+        if cur is not None and (cur[0] & 0xFF) == KIND_PUT and (
+                covering is None or (cur[0] >> 8) > covering(cur_key, seq)):
+            yield cur_key, cur[1]
+
+    def _dedupe_forward(self, merged, seq, tombs, _sv, _snapshot):
+        last_key = None
+        covering = tombs.max_covering_seq if tombs else None
+        for key, neg, value in merged:
+            if self._closed:
+                raise ClosedError("the engine was closed during the scan")
+            if key == last_key:
+                continue
+            trailer = -neg
+            if (trailer >> 8) > seq:
+                continue
+            last_key = key
+            if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(key, seq)):
+                yield key, value
+
+    def _dedupe_reverse(self, merged, seq, tombs, _sv, _snapshot):
+        covering = tombs.max_covering_seq if tombs else None
+        cur_key = None
+        cur = None
+        for key, neg, value in merged:
+            if self._closed:
+                raise ClosedError("the engine was closed during the scan")
+            if key != cur_key:
+                if cur is not None:
+                    trailer = cur[0]
+                    if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(cur_key, seq)):
+                        yield cur_key, cur[1]
+                cur_key = key
+                cur = None
+            trailer = -neg
+            if (trailer >> 8) <= seq:
+                cur = (trailer, value)   # versions of one key arrive oldest first: keep the newest visible
+        if cur is not None:
+            trailer = cur[0]
+            if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(cur_key, seq)):
+                yield cur_key, cur[1]
+
+    # ------------------------------------------------------------------ flush
+    def flush(self, cf=None, wait: bool = True) -> None:
+        """Write the memtables out as SSTables (all families: one WAL serves them all)."""
+        if cf is not None:
+            self._cf_id(cf)
+        self._check_open()
+        with self._write_lock:
+            self._freeze()
+            if not self.options.background:
+                self._flush_all_inline()
+                return
+        if wait:
+            with self._bg_cv:
+                while self._imms and self._bg_error is None:
+                    self._bg_cv.wait(0.1)
+            if self._bg_error is not None:
+                raise OperationalError(f"background flush failed: {self._bg_error}")
+
+    def _flush_all_inline(self) -> None:
+        while self._imms:
+            self._flush_one(self._imms[-1])
+
+    def _flush_loop(self) -> None:
+        while True:
+            with self._bg_cv:
+                while not self._imms and not self._stop:
+                    self._bg_cv.wait()
+                if self._stop:
+                    return
+                frozen = self._imms[-1]
+            try:
+                self._flush_one(frozen)
+            except Exception as exc:  # keep the error for writers; stop flushing
+                self._bg_error = exc
+                with self._bg_cv:
+                    self._bg_cv.notify_all()
+                return
+
+    def _flush_one(self, frozen: _Frozen) -> None:
+        edit = VersionEdit(log_number=frozen.next_wal_number)
+        last_seq = 0
+        for cf_id, mem in frozen.mems.items():
+            if mem.empty or cf_id not in self._cf_names:
+                continue
+            edit.add.append((cf_id, 0, self._write_level0(cf_id, mem)))
+            last_seq = max(last_seq, mem.last_sequence)
+        edit.last_sequence = last_seq
+        self.versions.log_and_apply(edit)
+        with self._bg_cv:
+            self._imms.remove(frozen)
+            self._publish()
+            for _, _, meta in edit.add:
+                self._pending_outputs.discard(meta.number)
+            self._stats["flushes"] += 1
+            self._compaction_wanted = True
+            self._bg_cv.notify_all()
+        frozen.wal.close()
+        self._delete_obsolete_files()
+
+    def _write_level0(self, cf_id: int, mem: MemTable) -> FileMeta:
+        number = self.versions.new_file_number()
+        self._pending_outputs.add(number)
+        snapshots = self._snapshot_list()
+        tombs = mem.tombstones if mem.tombstones.count else None
+        writer = self._new_table(number, cf_id)
+        try:
+            for key, versions in mem.iter_versions():
+                for trailer, value in compaction_mod.collapse_versions(versions, snapshots, tombs, key, False):
+                    writer.add(key, trailer, value)
+            if tombs:
+                writer.add_range_tombstones(compaction_mod.collapse_tombstones(tombs.fragments(), snapshots, False))
+            props = writer.finish()
+        except BaseException:
+            writer.abandon()
+            raise
+        self._stats["bytes_written"] += props.file_size
+        return self._file_meta(number, props)
+
+    def _new_table(self, number: int, cf_id: int) -> SSTableWriter:
+        opts = self.options
+        f = self.fs.open_writable(os.path.join(self.path, dbformat.table_file_name(number)))
+        return SSTableWriter(f, file_number=number, cf_id=cf_id, block_size=opts.block_size,
+                             bloom_bits_per_key=opts.bloom_bits_per_key, compression=opts.compression)
+
+    @staticmethod
+    def _file_meta(number: int, props) -> FileMeta:
+        return FileMeta(number=number, size=props.file_size, smallest=props.smallest_key,
+                        largest=props.largest_key, largest_exclusive=bool(props.largest_is_range_end),
+                        smallest_seq=props.smallest_seq, largest_seq=props.largest_seq,
+                        entries=props.num_entries, range_deletions=props.num_range_tombstones)
+
+    def _snapshot_list(self) -> list[int]:
+        with self._snap_lock:
+            return list(self._snapshots)
+
+    # ------------------------------------------------------------------ compaction
+    def _compaction_loop(self) -> None:
+        while True:
+            with self._bg_cv:
+                while not self._compaction_wanted and not self._stop:
+                    self._bg_cv.wait(1.0)
+                if self._stop:
+                    return
+                self._compaction_wanted = False
+            try:
+                while not self._stop and self._compact_once():
+                    pass
+            except Exception as exc:
+                self._bg_error = exc
+                with self._bg_cv:
+                    self._bg_cv.notify_all()
+                return
+
+    def _compact_inline(self) -> None:
+        while self._compact_once():
+            pass
+
+    def _compact_once(self) -> bool:
+        """Run the most urgent compaction of any family; False when none is due."""
+        with self._compaction_lock:
+            version = self.versions.current
+            for cf_id in list(version.cfs):
+                c = compaction_mod.pick_compaction(version, cf_id, self.options, self._compact_pointers,
+                                                   self._busy_files)
+                if c is not None:
+                    self._run_compaction(c)
+                    return True
+        return False
+
+    def compact_range(self, start=None, end=None, cf=None) -> None:
+        """Flush, then compact every file overlapping ``[start, end]`` down to the last non-empty level."""
+        if start is not None:
+            start = check_key(start, "start")
+        if end is not None:
+            end = check_key(end, "end")
+        if start is not None and end is not None and start > end:
+            raise InvalidArgumentError(f"range start {start!r} is after its end {end!r}")
+        cf_ids = [self._cf_id(cf)] if cf is not None else None
+        self.flush()
+        with self._compaction_lock:
+            for cf_id in cf_ids or list(self.versions.current.cfs):
+                self._compact_range_cf(cf_id, start, end)
+
+    def _compact_range_cf(self, cf_id: int, start, end) -> None:
+        """Push everything overlapping the range down, level by level, to the deepest non-empty level."""
+        version = self.versions.current
+        if cf_id not in version.cfs:
+            return
+        num_levels = len(version.cfs[cf_id])
+        deepest = max([1] + [lv for lv in range(num_levels) if version.level_files(cf_id, lv)])
+        for level in range(0, deepest):
+            version = self.versions.current
+            if level == 0:
+                files = list(version.level_files(cf_id, 0))   # all of L0: L1 must never be newer than L0
+            else:
+                files = [f for f in version.level_files(cf_id, level) if f.overlaps(start, end)]
+            if not files:
+                continue
+            lo, hi = compaction_mod.key_range(files)
+            c = compaction_mod.build_compaction(version, cf_id, level, files, lo, hi, set(),
+                                                output_level=level + 1)
+            c.trivial_move = False   # a manual compaction rewrites, so deletes and tombstones can go
+            self._run_compaction(c)
+
+    def _run_compaction(self, c: compaction_mod.Compaction) -> None:
+        """Merge ``c``'s inputs into new files of its output level and install the result."""
+        edit = VersionEdit()
+        if c.trivial_move:
+            f = c.inputs[0]
+            edit.delete.append((c.cf_id, c.level, f.number))
+            edit.add.append((c.cf_id, c.output_level, f))
+            self.versions.log_and_apply(edit)
+            self._stats["trivial_moves"] += 1
+            self._after_install()
+            return
+        snapshots = self._snapshot_list()
+        table = self.table_cache.get
+        inputs = c.all_inputs
+        for f in inputs:
+            self._busy_files.add(f.number)
+        outputs: list[FileMeta] = []
+        try:
+            frag_lists = [table(f.number).range_tombstones for f in inputs if f.range_deletions]
+            tombs = RangeTombstones()
+            for frags in frag_lists:
+                for s, e, seqs in frags:
+                    for q in seqs:
+                        tombs.add(s, e, q)
+            live_inputs = []
+            for f in inputs:
+                if tombs.count and self._wholly_deleted(f, tombs, snapshots):
+                    c.dropped.append(f)
+                    continue
+                live_inputs.append(f)
+            # Tombstones must stay with the data they may still hide (unless dropped at the bottom).
+            fragments = compaction_mod.collapse_tombstones(tombs.fragments(), snapshots, c.bottommost)
+            sources = [table(f.number).iter_entries(fill_cache=False) for f in live_inputs]
+            merged = heapq.merge(*sources) if len(sources) != 1 else sources[0]
+            outputs = self._write_compaction_outputs(c, merged, fragments, snapshots, tombs)
+        finally:
+            for f in inputs:
+                self._busy_files.discard(f.number)
+        for f in c.inputs:
+            edit.delete.append((c.cf_id, c.level, f.number))
+        for f in c.lower:
+            edit.delete.append((c.cf_id, c.output_level, f.number))
+        for meta in outputs:
+            edit.add.append((c.cf_id, c.output_level, meta))
+        self.versions.log_and_apply(edit)
+        for meta in outputs:
+            self._pending_outputs.discard(meta.number)
+        self._stats["compactions"] += 1
+        self._stats["files_dropped_by_tombstone"] += len(c.dropped)
+        self._stats["bytes_compacted"] += sum(f.size for f in inputs)
+        self._after_install()
+
+    def _after_install(self) -> None:
+        with self._bg_cv:
+            self._publish()
+            self._bg_cv.notify_all()
+        self._delete_obsolete_files()
+
+    @staticmethod
+    def _wholly_deleted(f: FileMeta, tombs, snapshots) -> bool:
+        """True when one tombstone newer than all of ``f`` covers its whole key range, with no snapshot between."""
+        t = tombs.covers_range(f.smallest, f.largest, f.largest_seq)
+        if not t:
+            return False
+        st = compaction_mod.stripe_of(snapshots, t)
+        return compaction_mod.stripe_of(snapshots, f.smallest_seq) == st
+
+    def _write_compaction_outputs(self, c, merged, fragments, snapshots, tombs) -> list[FileMeta]:
+        """Write ``merged`` entries as files of at most ``target_file_bytes``; tombstones go with their keys."""
+        outputs: list[FileMeta] = []
+        target = self.options.target_file_bytes
+        writer = None
+        number = 0
+        frag_i = 0
+        bottommost = c.bottommost
+        collapse = compaction_mod.collapse_versions
+        tomb_arg = tombs if tombs.count else None
+
+        def finish(next_key):
+            nonlocal writer, frag_i
+            # Attach the fragments that start before the next file's first key (clipped there).
+            mine = []
+            while frag_i < len(fragments):
+                s, e, seqs = fragments[frag_i]
+                if next_key is not None and s >= next_key:
+                    break
+                if next_key is not None and e > next_key:
+                    mine.append((s, next_key, seqs))
+                    fragments[frag_i] = (next_key, e, seqs)
+                    break
+                mine.append((s, e, seqs))
+                frag_i += 1
+            if mine:
+                writer.add_range_tombstones(compaction_mod.merge_adjacent(mine))
+            props = writer.finish()
+            self._stats["bytes_written"] += props.file_size
+            outputs.append(self._file_meta(number, props))
+            writer = None
+
+        def start_writer():
+            nonlocal writer, number
+            number = self.versions.new_file_number()
+            self._pending_outputs.add(number)
+            writer = self._new_table(number, c.cf_id)
+
+        try:
+            group_key = None
+            group: list = []
+            for key, neg, value in chain(merged, ((None, 0, b""),)):
+                if key == group_key:
+                    group.append((-neg, value))
+                    continue
+                if group:
+                    kept = list(collapse(group, snapshots, tomb_arg, group_key, bottommost))
+                    if kept:
+                        if writer is None:
+                            start_writer()
+                        elif writer.estimated_size >= target:
+                            finish(group_key)
+                            start_writer()
+                        for trailer, v in kept:
+                            writer.add(group_key, trailer, v)
+                group_key = key
+                group = [(-neg, value)]
+            if frag_i < len(fragments):
+                if writer is None:
+                    start_writer()
+            if writer is not None:
+                finish(None)
+        except BaseException:
+            if writer is not None:
+                writer.abandon()
+            raise
+        return outputs
+
+    # ------------------------------------------------------------------ files
+    def _delete_obsolete_files(self) -> None:
+        """Remove SSTables no live Version lists, WAL segments already flushed, and old MANIFESTs."""
+        present = list(self._engine_files())   # list first: a file made later is pending or live below
+        with self.versions.lock:
+            live = self.versions.live_file_numbers()
+            pending = set(self._pending_outputs)
+            log_number = self.versions.log_number
+            manifest = self.versions.manifest_number
+        active_wals = {self._wal_number} | {f.wal_number for f in list(self._imms)}
+        for kind, number in present:
+            if kind == "sst" and number not in live and number not in pending:
+                self.table_cache.evict(number)
+                self._tombstone_sets.pop(number, None)
+                self.fs.remove(os.path.join(self.path, dbformat.table_file_name(number)))
+            elif kind == "log" and number < log_number and number not in active_wals:
+                self.fs.remove(os.path.join(self.path, dbformat.wal_file_name(number)))
+            elif kind == "manifest" and number != manifest:
+                self.fs.remove(os.path.join(self.path, dbformat.manifest_file_name(number)))
+
+    def checkpoint(self, dest) -> None:
+        """Write an openable copy of the database at ``dest`` (which must not exist); hard links SSTables."""
+        if not isinstance(dest, (str, os.PathLike)):
+            raise InvalidTypeError(f"checkpoint directory must be a path, not {type(dest).__name__}")
+        dest = os.fspath(dest)
+        self._check_open()
+        if self.fs.exists(dest):
+            raise InvalidArgumentError(f"checkpoint directory {dest} already exists")
+        self.flush()
+        with self.versions.lock:
+            version = self.versions.current
+            cf_names = dict(self._cf_names)
+            last_seq = max([self.versions.last_sequence]
+                           + [f.largest_seq for f in version.all_files()])
+            next_file = self.versions.next_file
+        tmp = dest + ".tmp-checkpoint"
+        self.fs.makedirs(tmp)
+        for f in version.all_files():
+            name = dbformat.table_file_name(f.number)
+            self.fs.link(os.path.join(self.path, name), os.path.join(tmp, name))
+        vs = VersionSet(self.fs, tmp, self.options.num_levels)
+        vs.cf_names = cf_names
+        vs.current = version
+        vs.last_sequence = last_seq
+        vs.next_file = next_file
+        vs.log_number = next_file
+        vs._write_new_manifest()
+        vs.close()
+        self.fs.sync_dir(tmp)
+        self.fs.rename(tmp, dest)
+        self.fs.sync_dir(os.path.dirname(os.path.abspath(dest)))
+
+    # ------------------------------------------------------------------ stats
+    def stats(self) -> dict:
+        self._check_open()
+        sv = self._sv
+        version = sv.version
+        levels = []
+        for level in range(self.options.num_levels):
+            files = [f for cf_id in version.cfs for f in version.level_files(cf_id, level)]
+            levels.append({"level": level, "files": len(files), "bytes": sum(f.size for f in files)})
+        mem_bytes = sum(m.approximate_bytes for m in sv.mems.values())
+        imm_bytes = sum(m.approximate_bytes for imm in sv.imms for m in imm.values())
+        out = {
+            "sequence": self._last_seq,
+            "memtable_bytes": mem_bytes,
+            "immutable_memtable_bytes": imm_bytes,
+            "memtable_budget": self.options.memtable_bytes,
+            "levels": levels,
+            "files": sum(lv["files"] for lv in levels),
+            "bytes": sum(lv["bytes"] for lv in levels),
+            "column_families": {name: cf_id for cf_id, name in self._cf_names.items()},
+            "snapshots": len(self._snapshots),
+            "wal": {"number": self._wal_number, "bytes": self._wal.file.size(),
+                    "torn_tail_bytes": self._stats["wal_torn_tail_bytes"],
+                    "torn_tail_files": list(self._stats["wal_torn_tail_files"]),
+                    "syncs": self._stats["wal_syncs"], "sync_mode": self.options.sync_mode,
+                    "recovered_records": self._stats["recovered_records"]},
+            "block_cache": self.block_cache.stats(),
+            "background_error": None if self._bg_error is None else str(self._bg_error),
+        }
+        for key in ("flushes", "compactions", "trivial_moves", "files_dropped_by_tombstone", "stall_seconds",
+                    "slowdowns", "bytes_written", "bytes_compacted"):
+            out[key] = self._stats[key]
+        return out
+
+    def __repr__(self) -> str:
+        return f"Engine({self.path!r}{', closed' if self._closed else ''})"

@@ -1,0 +1,330 @@
+"""Versions: which SSTables make up each column family, level by level, and the MANIFEST that logs them.
+
+A :class:`Version` is immutable. Flushes and compactions describe their effect
+as a :class:`VersionEdit`, which is appended to the MANIFEST (a record log, see
+``log.py``, whose records are UTF-8 JSON objects) and then applied to produce
+the next Version. Iterators keep the Version they started from alive (plain
+Python references); a file is deleted only when no live Version lists it.
+
+MANIFEST record (JSON object; every field optional):
+    {"next_file": int, "last_sequence": int, "log_number": int, "epoch": int,
+     "cf_add": [[id, name], ...], "cf_drop": [id, ...],
+     "delete": [[cf_id, level, file_number], ...],
+     "add": [[cf_id, level, file_number, size, smallest_hex, largest_hex,
+              largest_exclusive, smallest_seq, largest_seq, entries, range_deletions], ...]}
+The first record after the log header is a full snapshot of the state; CURRENT
+holds the name of the live MANIFEST followed by a newline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import weakref
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from tabledb.errors import CorruptionError
+from tabledb.storage import dbformat
+from tabledb.storage.log import MANIFEST_MAGIC, LogWriter, read_log
+
+MAX_MANIFEST_BYTES = 4 << 20
+
+
+@dataclass(frozen=True, eq=False)
+class FileMeta:
+    number: int
+    size: int
+    smallest: bytes
+    largest: bytes
+    largest_exclusive: bool
+    smallest_seq: int
+    largest_seq: int
+    entries: int
+    range_deletions: int
+
+    def overlaps(self, start: bytes | None, last: bytes | None) -> bool:
+        """True when the file's key range meets the inclusive range [start, last] (None = unbounded)."""
+        if start is not None and (self.largest < start or (self.largest_exclusive and self.largest == start)):
+            return False
+        if last is not None and self.smallest > last:
+            return False
+        return True
+
+    def to_json(self, cf_id: int, level: int) -> list:
+        return [cf_id, level, self.number, self.size, self.smallest.hex(), self.largest.hex(),
+                self.largest_exclusive, self.smallest_seq, self.largest_seq, self.entries, self.range_deletions]
+
+    @staticmethod
+    def from_json(row: list) -> tuple[int, int, "FileMeta"]:
+        cf_id, level, number, size, smallest, largest, excl, sseq, lseq, entries, rdel = row
+        return cf_id, level, FileMeta(number, size, bytes.fromhex(smallest), bytes.fromhex(largest),
+                                      bool(excl), sseq, lseq, entries, rdel)
+
+
+class LevelFiles:
+    """The files of one level >= 1: sorted by key, not overlapping, with a search list."""
+
+    __slots__ = ("files", "largests")
+
+    def __init__(self, files: list[FileMeta]):
+        self.files = files
+        self.largests = [f.largest for f in files]
+
+    def find(self, key: bytes) -> FileMeta | None:
+        i = bisect_left(self.largests, key)
+        files = self.files
+        while i < len(files):
+            f = files[i]
+            if f.largest_exclusive and f.largest == key:
+                i += 1
+                continue
+            return f if f.smallest <= key else None
+        return None
+
+    def overlapping(self, start: bytes | None, last: bytes | None) -> list[FileMeta]:
+        return [f for f in self.files if f.overlaps(start, last)]
+
+
+class Version:
+    """An immutable list of files per column family and level (L0 newest first)."""
+
+    __slots__ = ("cfs", "__weakref__")
+
+    def __init__(self, cfs: dict[int, list]):
+        # cfs[cf_id] = [l0_files (newest first), LevelFiles(L1), LevelFiles(L2), ...]
+        self.cfs = cfs
+
+    def levels(self, cf_id: int) -> list:
+        return self.cfs[cf_id]
+
+    def all_files(self):
+        for levels in self.cfs.values():
+            yield from levels[0]
+            for lf in levels[1:]:
+                yield from lf.files
+
+    def level_files(self, cf_id: int, level: int) -> list[FileMeta]:
+        lv = self.cfs[cf_id][level]
+        return lv if level == 0 else lv.files
+
+
+@dataclass
+class VersionEdit:
+    add: list = field(default_factory=list)       # (cf_id, level, FileMeta)
+    delete: list = field(default_factory=list)    # (cf_id, level, file_number)
+    cf_add: list = field(default_factory=list)    # (cf_id, name)
+    cf_drop: list = field(default_factory=list)   # cf_id
+    next_file: int | None = None
+    last_sequence: int | None = None
+    log_number: int | None = None
+    epoch: int | None = None
+
+    def encode(self) -> bytes:
+        obj: dict = {}
+        for name in ("next_file", "last_sequence", "log_number", "epoch"):
+            value = getattr(self, name)
+            if value is not None:
+                obj[name] = value
+        if self.cf_add:
+            obj["cf_add"] = [[i, n] for i, n in self.cf_add]
+        if self.cf_drop:
+            obj["cf_drop"] = list(self.cf_drop)
+        if self.delete:
+            obj["delete"] = [list(d) for d in self.delete]
+        if self.add:
+            obj["add"] = [meta.to_json(cf, level) for cf, level, meta in self.add]
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, *, file: str, offset: int) -> "VersionEdit":
+        try:
+            obj = json.loads(data)
+            edit = cls(next_file=obj.get("next_file"), last_sequence=obj.get("last_sequence"),
+                       log_number=obj.get("log_number"), epoch=obj.get("epoch"))
+            edit.cf_add = [(int(i), str(n)) for i, n in obj.get("cf_add", ())]
+            edit.cf_drop = [int(i) for i in obj.get("cf_drop", ())]
+            edit.delete = [tuple(int(x) for x in d) for d in obj.get("delete", ())]
+            edit.add = [FileMeta.from_json(row) for row in obj.get("add", ())]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptionError(f"malformed MANIFEST record: {exc}", file=file, offset=offset) from None
+        return edit
+
+
+class VersionSet:
+    """The current Version, the column family names and the counters, persisted in the MANIFEST.
+
+    Thread-safety: ``log_and_apply`` and the counters are guarded by one lock;
+    ``current`` may be read without it (reference assignment is atomic).
+    """
+
+    def __init__(self, fs, dbpath: str, num_levels: int):
+        self.fs = fs
+        self.dbpath = dbpath
+        self.num_levels = num_levels
+        self.lock = threading.RLock()
+        self.current = Version({})
+        self.cf_names: dict[int, str] = {}
+        self.next_file = 2
+        self.last_sequence = 0
+        self.log_number = 0
+        self.epoch = 0
+        self.manifest_number = 0
+        self._manifest: LogWriter | None = None
+        self._live_versions: weakref.WeakSet = weakref.WeakSet()
+
+    # -- numbers ---------------------------------------------------------------------------
+    def new_file_number(self) -> int:
+        with self.lock:
+            n = self.next_file
+            self.next_file += 1
+            return n
+
+    # -- recovery --------------------------------------------------------------------------
+    def create_new(self) -> None:
+        """Initialise an empty database: the default column family, a MANIFEST and CURRENT."""
+        self.cf_names = {0: "default"}
+        self.current = Version({0: self._empty_levels()})
+        self._write_new_manifest()
+
+    def recover(self) -> None:
+        current_path = os.path.join(self.dbpath, dbformat.CURRENT)
+        raw = self.fs.read_file(current_path)
+        name = raw.decode("utf-8", "replace").strip()
+        parsed = dbformat.parse_file_name(name)
+        if not raw.endswith(b"\n") or parsed is None or parsed[0] != "manifest":
+            raise CorruptionError(f"CURRENT does not name a MANIFEST: {raw[:64]!r}", file=current_path, offset=0)
+        path = os.path.join(self.dbpath, name)
+        if not self.fs.exists(path):
+            raise CorruptionError(f"CURRENT names {name}, which is missing", file=current_path, offset=0)
+        records, torn, _ = read_log(self.fs, path, magic=MANIFEST_MAGIC)
+        if not records:
+            raise CorruptionError("MANIFEST holds no version", file=path, offset=0)
+        cfs: dict[int, list[list[FileMeta]]] = {}
+        for offset, payload in records:
+            edit = VersionEdit.decode(payload, file=path, offset=offset)
+            self._apply_counters(edit)
+            for cf_id, name_ in edit.cf_add:
+                self.cf_names[cf_id] = name_
+                cfs.setdefault(cf_id, [[] for _ in range(self.num_levels)])
+            for cf_id in edit.cf_drop:
+                self.cf_names.pop(cf_id, None)
+                cfs.pop(cf_id, None)
+            for cf_id, level, number in edit.delete:
+                if cf_id in cfs:
+                    cfs[cf_id][level] = [f for f in cfs[cf_id][level] if f.number != number]
+            for cf_id, level, meta in edit.add:
+                if cf_id in cfs:
+                    cfs[cf_id][level].append(meta)
+        self.current = Version({cf: self._build_levels(levels) for cf, levels in cfs.items()})
+        self.manifest_number = parsed[1]
+        # Start a fresh MANIFEST on every open: it compacts the edit log.
+        self._write_new_manifest()
+
+    def _apply_counters(self, edit: VersionEdit) -> None:
+        if edit.next_file is not None:
+            self.next_file = max(self.next_file, edit.next_file)
+        if edit.last_sequence is not None:
+            self.last_sequence = max(self.last_sequence, edit.last_sequence)
+        if edit.log_number is not None:
+            self.log_number = max(self.log_number, edit.log_number)
+        if edit.epoch is not None:
+            self.epoch = edit.epoch
+
+    def _empty_levels(self) -> list:
+        return [[]] + [LevelFiles([]) for _ in range(self.num_levels - 1)]
+
+    def _build_levels(self, levels: list[list[FileMeta]]) -> list:
+        l0 = sorted(levels[0], key=lambda f: (f.largest_seq, f.number), reverse=True)
+        return [l0] + [LevelFiles(sorted(files, key=lambda f: f.smallest)) for files in levels[1:]]
+
+    # -- the MANIFEST ------------------------------------------------------------------------
+    def _snapshot_edit(self) -> VersionEdit:
+        edit = VersionEdit(next_file=self.next_file, last_sequence=self.last_sequence,
+                           log_number=self.log_number, epoch=self.epoch)
+        edit.cf_add = sorted(self.cf_names.items())
+        for cf_id, levels in self.current.cfs.items():
+            for level in range(self.num_levels):
+                for meta in self.current.level_files(cf_id, level):
+                    edit.add.append((cf_id, level, meta))
+        return edit
+
+    def _write_new_manifest(self) -> None:
+        """Write the whole state to a new MANIFEST, then point CURRENT at it atomically."""
+        number = self.next_file
+        self.next_file += 1
+        name = dbformat.manifest_file_name(number)
+        path = os.path.join(self.dbpath, name)
+        writer = LogWriter(self.fs.open_writable(path), magic=MANIFEST_MAGIC, file_number=number, epoch=self.epoch)
+        writer.add_record(self._snapshot_edit().encode())
+        writer.sync()
+        self.fs.sync_dir(self.dbpath)
+        self.fs.write_file_atomic(os.path.join(self.dbpath, dbformat.CURRENT), (name + "\n").encode())
+        old, self._manifest = self._manifest, writer
+        old_number, self.manifest_number = self.manifest_number, number
+        if old is not None:
+            old.close()
+        if old_number and old_number != number:
+            self.fs.remove(os.path.join(self.dbpath, dbformat.manifest_file_name(old_number)))
+
+    def log_and_apply(self, edit: VersionEdit) -> Version:
+        """Make ``edit`` durable in the MANIFEST, then install the Version it yields."""
+        with self.lock:
+            edit.next_file = self.next_file
+            if edit.last_sequence is not None:
+                edit.last_sequence = max(edit.last_sequence, self.last_sequence)
+            new = self._apply(edit)
+            self._manifest.add_record(edit.encode())
+            self._manifest.sync()
+            self._apply_counters(edit)
+            self._install(new)
+            for cf_id, name in edit.cf_add:
+                self.cf_names[cf_id] = name
+            for cf_id in edit.cf_drop:
+                self.cf_names.pop(cf_id, None)
+            if self._manifest.file.size() > MAX_MANIFEST_BYTES:
+                self._write_new_manifest()
+            return new
+
+    def _install(self, version: Version) -> None:
+        self._live_versions.add(self.current)
+        self.current = version
+
+    def _apply(self, edit: VersionEdit) -> Version:
+        cfs = dict(self.current.cfs)
+        for cf_id, _ in edit.cf_add:
+            cfs[cf_id] = self._empty_levels()
+        for cf_id in edit.cf_drop:
+            cfs.pop(cf_id, None)
+        changed: dict[int, list[list[FileMeta]]] = {}
+
+        def levels_of(cf_id):
+            if cf_id not in changed:
+                cur = cfs[cf_id]
+                changed[cf_id] = [list(cur[0])] + [list(lf.files) for lf in cur[1:]]
+            return changed[cf_id]
+
+        for cf_id, level, number in edit.delete:
+            if cf_id in cfs:
+                lv = levels_of(cf_id)
+                lv[level] = [f for f in lv[level] if f.number != number]
+        for cf_id, level, meta in edit.add:
+            if cf_id in cfs:
+                levels_of(cf_id)[level].append(meta)
+        for cf_id, levels in changed.items():
+            cfs[cf_id] = self._build_levels(levels)
+        return Version(cfs)
+
+    def live_file_numbers(self) -> set[int]:
+        """Numbers of every SSTable that the current or any still-referenced Version lists."""
+        live = {f.number for f in self.current.all_files()}
+        for v in list(self._live_versions):
+            live.update(f.number for f in v.all_files())
+        return live
+
+    def close(self) -> None:
+        with self.lock:
+            if self._manifest is not None:
+                self._manifest.close()
+                self._manifest = None

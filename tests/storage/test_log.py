@@ -1,0 +1,119 @@
+"""The record log (WAL and MANIFEST format): fragmentation, torn tails, corruption in the middle."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from tabledb.errors import CorruptionError
+from tabledb.storage.fs import FileSystem
+from tabledb.storage.log import BLOCK_SIZE, HEADER_SIZE, WAL_MAGIC, MANIFEST_MAGIC, LogWriter, read_log
+
+FS = FileSystem()
+
+
+def write_log(path, records, magic=WAL_MAGIC):
+    w = LogWriter(FS.open_writable(str(path)), magic=magic, file_number=7, epoch=3)
+    for r in records:
+        w.add_record(r)
+    w.sync()
+    w.close()
+
+
+def payloads(path, magic=WAL_MAGIC):
+    records, torn, header = read_log(FS, str(path), magic=magic)
+    return [p for _, p in records], torn, header
+
+
+def test_header_and_small_records(tmp_path):
+    p = tmp_path / "000007.log"
+    write_log(p, [b"a", b"", b"hello" * 10])
+    got, torn, header = payloads(p)
+    assert got == [b"a", b"", b"hello" * 10]
+    assert torn == 0
+    assert header == (WAL_MAGIC, 1, 7, 3)
+
+
+def test_records_span_blocks(tmp_path):
+    rng = random.Random(1)
+    recs = [rng.randbytes(rng.choice([0, 1, 100, BLOCK_SIZE - 7, BLOCK_SIZE, 3 * BLOCK_SIZE + 5]))
+            for _ in range(40)]
+    p = tmp_path / "x.log"
+    write_log(p, recs)
+    assert payloads(p)[0] == recs
+    # Blocks are exactly 32 KiB: every block but the last is full.
+    assert os.path.getsize(p) > 3 * BLOCK_SIZE
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 70000), max_size=12), st.data())
+def test_any_truncation_is_a_clean_prefix(tmp_path_factory, sizes, data):
+    """Cutting the file anywhere yields a prefix of the records and never raises."""
+    d = tmp_path_factory.mktemp("trunc")
+    recs = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    p = d / "t.log"
+    write_log(p, recs)
+    size = os.path.getsize(p)
+    cut = data.draw(st.integers(0, size))
+    with open(p, "r+b") as f:
+        f.truncate(cut)
+    got, torn, _ = payloads(p)
+    assert got == recs[:len(got)]
+    if cut == size:
+        assert got == recs and torn == 0
+
+
+def test_torn_tail_is_reported(tmp_path):
+    p = tmp_path / "t.log"
+    write_log(p, [b"x" * 100, b"y" * 100])
+    size = os.path.getsize(p)
+    with open(p, "r+b") as f:
+        f.truncate(size - 10)
+    got, torn, _ = payloads(p)
+    assert got == [b"x" * 100]
+    assert torn == HEADER_SIZE + 100 - 10
+
+
+def test_bit_flip_in_last_record_is_a_torn_tail(tmp_path):
+    p = tmp_path / "t.log"
+    write_log(p, [b"x" * 100, b"y" * 100])
+    data = bytearray(p.read_bytes())
+    data[-5] ^= 0x40
+    p.write_bytes(bytes(data))
+    got, torn, _ = payloads(p)
+    assert got == [b"x" * 100]
+    assert torn == HEADER_SIZE + 100
+
+
+def test_damage_before_valid_records_is_corruption(tmp_path):
+    p = tmp_path / "t.log"
+    recs = [bytes([i]) * 1000 for i in range(100)]  # about 3 blocks
+    write_log(p, recs)
+    data = bytearray(p.read_bytes())
+    off = 24 + HEADER_SIZE * 2 + 10 + 1000  # inside the second data record
+    data[off] ^= 0x01
+    p.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError) as info:
+        payloads(p)
+    assert info.value.file == str(p)
+    assert 0 < info.value.offset <= off
+
+
+def test_zeroed_tail_is_torn(tmp_path):
+    p = tmp_path / "t.log"
+    write_log(p, [b"a" * 10])
+    with open(p, "ab") as f:
+        f.write(b"\x00" * 5000)
+    got, torn, _ = payloads(p)
+    assert got == [b"a" * 10]
+    assert torn == 5000
+
+
+def test_wrong_magic(tmp_path):
+    p = tmp_path / "m"
+    write_log(p, [b"a"], magic=MANIFEST_MAGIC)
+    with pytest.raises(CorruptionError, match="magic"):
+        payloads(p, WAL_MAGIC)

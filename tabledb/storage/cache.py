@@ -48,14 +48,19 @@ class BlockCache:
 
     def get(self, key):
         """The cached value for ``key`` (now most recently used), or None. Counts a hit or a miss."""
-        with self._lock:
-            value = self._entries.get(key)
-            if value is None:
-                self._misses += 1
-                return None
+        # No lock on the hit path: a dict lookup and OrderedDict.move_to_end are each atomic
+        # under the GIL, and an entry evicted in between only costs the LRU bump. The counters
+        # are approximate under concurrency.
+        value = self._entries.get(key)
+        if value is None:
+            self._misses += 1
+            return None
+        try:
             self._entries.move_to_end(key)
-            self._hits += 1
-            return value
+        except KeyError:
+            pass
+        self._hits += 1
+        return value
 
     def insert(self, key, value, charge: int) -> None:
         """Cache ``value`` under ``key`` (replacing any old value), then evict LRU entries
@@ -74,7 +79,9 @@ class BlockCache:
             keys.add(key)
             entries = self._entries
             while self._usage > self._capacity:
-                self._remove(next(iter(entries)))
+                # popitem is one atomic step: lock-free readers may reorder entries meanwhile.
+                oldest, _ = entries.popitem(last=False)
+                self._forget(oldest)
 
     def erase(self, key) -> None:
         with self._lock:
@@ -93,6 +100,10 @@ class BlockCache:
     def _remove(self, key) -> None:
         # REQUIRES: self._lock held, key present.
         del self._entries[key]
+        self._forget(key)
+
+    def _forget(self, key) -> None:
+        # REQUIRES: self._lock held; key already gone from _entries.
         self._usage -= self._charges.pop(key)
         keys = self._by_file[key[0]]
         keys.discard(key)
@@ -132,13 +143,16 @@ class TableCache:
         self._closed = False
 
     def get(self, file_number: int) -> SSTableReader:
+        reader = self._readers.get(file_number)   # lock-free hit path, as in BlockCache.get
+        if reader is not None and not self._closed:
+            try:
+                self._readers.move_to_end(file_number)
+            except KeyError:
+                pass
+            return reader
         with self._lock:
             if self._closed:
                 raise ClosedError("table cache is closed")
-            reader = self._readers.get(file_number)
-            if reader is not None:
-                self._readers.move_to_end(file_number)
-                return reader
         path = os.path.join(self._dirpath, dbformat.table_file_name(file_number))
         opened = SSTableReader.open(
             self._fs.open_readable(path), file_number=file_number, block_cache=self._block_cache

@@ -573,11 +573,12 @@ class Engine:
 
     def get(self, key, cf=None, snapshot=None) -> bytes | None:
         """The value of ``key``, or None. Safe to call from any thread."""
-        key = check_key(key)
-        cf_id = self._cf_id(cf)
+        if type(key) is not bytes:
+            key = check_key(key)
+        cf_id = 0 if cf is None else self._cf_id(cf)
         if self._closed:
             raise ClosedError("the engine is closed")
-        seq = self._read_sequence(snapshot)
+        seq = self._last_seq if snapshot is None else self._read_sequence(snapshot)
         sv = self._sv
         mem = sv.mems[cf_id]
         r = mem.get(key, seq)
@@ -900,14 +901,18 @@ class Engine:
     def _compact_once(self) -> bool:
         """Run the most urgent compaction of any family; False when none is due."""
         with self._compaction_lock:
+            c = None
             version = self.versions.current
             for cf_id in list(version.cfs):
                 c = compaction_mod.pick_compaction(version, cf_id, self.options, self._compact_pointers,
                                                    self._busy_files)
                 if c is not None:
-                    self._run_compaction(c)
-                    return True
-        return False
+                    break
+            del version   # a Version held here would keep the inputs from being deleted
+            if c is None:
+                return False
+            self._run_compaction(c)
+        return True
 
     def compact_range(self, start=None, end=None, cf=None) -> None:
         """Flush, then compact every file overlapping ``[start, end]`` down to the last non-empty level."""
@@ -942,6 +947,7 @@ class Engine:
             c = compaction_mod.build_compaction(version, cf_id, level, files, lo, hi, set(),
                                                 output_level=level + 1)
             c.trivial_move = False   # a manual compaction rewrites, so deletes and tombstones can go
+            version = None           # let the inputs go once the compaction is installed
             self._run_compaction(c)
 
     def _run_compaction(self, c: compaction_mod.Compaction) -> None:

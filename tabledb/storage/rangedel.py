@@ -125,18 +125,50 @@ class RangeTombstones:
         return 0
 
 
-def visible_max_fragments(fragment_lists, max_sequence: int, start=None, end=None) -> RangeTombstones:
-    """Merge fragments from many sources into one set holding, per fragment, the newest seq <= max_sequence.
+def visible_max_fragments(fragment_lists, max_sequence: int, start=None, end=None) -> RangeTombstones | None:
+    """Merge fragments from many sources into one set holding, per piece, the newest seq <= max_sequence.
 
-    Scans use it: a version is hidden when a covering tombstone newer than it is visible.
+    Scans use it: a version is hidden when a covering tombstone newer than it is
+    visible. Each source's fragments are sorted and disjoint, so this is a sweep
+    over the union of their boundaries, O(boundaries x sources); None when no
+    tombstone is visible in the range.
     """
-    merged = RangeTombstones()
+    lists = []
     for fragments in fragment_lists:
+        visible = []
         for s, e, seqs in fragments:
-            if start is not None and e <= start or end is not None and s >= end:
+            if (start is not None and e <= start) or (end is not None and s >= end):
                 continue
             for seq in seqs:
                 if seq <= max_sequence:
-                    merged.add(s, e, seq)
+                    visible.append((s, e, seq))
                     break
+        if visible:
+            lists.append(visible)
+    if not lists:
+        return None
+    merged = RangeTombstones()
+    if len(lists) == 1:
+        starts, seqs = merged._starts, merged._seqs
+        for s, e, seq in lists[0]:
+            if starts and starts[-1] == s:
+                seqs[-1] = (seq,)
+            else:
+                starts.append(s)
+                seqs.append((seq,))
+            starts.append(e)
+            seqs.append(())
+        merged.count = len(lists[0])
+        return merged
+    bounds = sorted({b for lst in lists for s, e, _ in lst for b in (s, e)})
+    best = [0] * len(bounds)
+    index = {b: i for i, b in enumerate(bounds)}
+    for lst in lists:
+        for s, e, seq in lst:
+            for i in range(index[s], index[e]):
+                if seq > best[i]:
+                    best[i] = seq
+    merged._starts = bounds
+    merged._seqs = [(q,) if q else () for q in best]
+    merged.count = sum(len(lst) for lst in lists)
     return merged

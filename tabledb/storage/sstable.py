@@ -12,6 +12,8 @@ In short, all integers little-endian::
     data block payload (before optional zlib compression)
                 := n:u32 key_off:u32*(n+1) trailer:u64*n value_off:u32*(n+1)
                    key_area value_area
+    key_off and value_off are absolute positions in the payload: key i is
+    payload[key_off[i]:key_off[i+1]], value i payload[value_off[i]:value_off[i+1]].
 
 Entries are ``(user_key, trailer, value)`` with ``trailer = (sequence << 8) |
 kind``, added in internal order (user key ascending, trailer descending).
@@ -36,6 +38,7 @@ threads (reads use ``pread``). A writer is for one thread.
 from __future__ import annotations
 
 import struct
+import sys
 import time
 import zlib
 from array import array
@@ -86,6 +89,7 @@ assert _PROPS.size == 108
 PROP_FLAG_HAS_KEY_RANGE = 1     # smallest_key / largest_key are meaningful
 PROP_FLAG_LARGEST_IS_RANGE_END = 2  # largest_key is an exclusive range-tombstone end
 
+_BIG_ENDIAN = sys.byteorder == "big"
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _U32_PAIR = struct.Struct("<II")
@@ -344,9 +348,9 @@ class SSTableWriter:
     def _flush_data_block(self) -> None:
         keys, trailers, values = self._keys, self._trailers, self._values
         n = len(keys)
-        key_offsets = [0, *accumulate(map(len, keys))]
-        value_offsets = [0, *accumulate(map(len, values))]
-        if key_offsets[-1] > _MAX_U32 or value_offsets[-1] > _MAX_U32:
+        key_offsets = list(accumulate(map(len, keys), initial=12 + 16 * n))
+        value_offsets = list(accumulate(map(len, values), initial=key_offsets[-1]))
+        if value_offsets[-1] > _MAX_U32:
             raise InvalidArgumentError("block larger than 4 GiB: a key or value is too large")
         header = _block_header_struct(n).pack(n, *key_offsets, *trailers, *value_offsets)
         payload = b"".join([header, *keys, *values])
@@ -355,8 +359,8 @@ class SSTableWriter:
         self._index_key_bytes += len(keys[-1])
         self._index_offsets.append(offset)
         self._index_sizes.append(size)
-        self._raw_key_size += key_offsets[-1]
-        self._raw_value_size += value_offsets[-1]
+        self._raw_key_size += key_offsets[-1] - key_offsets[0]
+        self._raw_value_size += value_offsets[-1] - value_offsets[0]
         seqs_lo, seqs_hi = min(trailers) >> 8, max(trailers) >> 8
         if seqs_lo < self._smallest_seq:
             self._smallest_seq = seqs_lo
@@ -627,14 +631,19 @@ class SSTableReader:
             key_area = 12 + 16 * n
             if n == 0 or key_area > size:
                 raise ValueError
-            rel = _array_struct("I", n + 1).unpack_from(raw, 4)
+            ko = array("I")
+            ko.frombytes(raw[4:8 + 4 * n])   # one copy, no Python loop
+            if _BIG_ENDIAN:
+                ko.byteswap()
             value_offsets_at = 8 + 12 * n
-            values_at = key_area + rel[n]
-            if values_at + _U32.unpack_from(raw, value_offsets_at + 4 * n)[0] != size:
+            values_at = ko[n]
+            if (ko[0] != key_area or values_at > size
+                    or _U32.unpack_from(raw, value_offsets_at)[0] != values_at
+                    or _U32.unpack_from(raw, value_offsets_at + 4 * n)[0] != size):
                 raise ValueError
         except (struct.error, ValueError):
             raise self._corrupt("malformed data block", offset) from None
-        return (raw, array("I", [x + key_area for x in rel]), n, 8 + 4 * n, value_offsets_at, values_at)
+        return (raw, ko, n, 8 + 4 * n, value_offsets_at, values_at)
 
     def _data_block(self, bi: int, fill_cache: bool = True) -> tuple:
         """Data block ``bi`` in its cached form, from the block cache or the file."""
@@ -711,7 +720,7 @@ class SSTableReader:
             trailer = _U64.unpack_from(raw, trailers_at + 8 * lo)[0]
             if trailer <= limit:
                 a, b = _U32_PAIR.unpack_from(raw, value_offsets_at + 4 * lo)
-                return trailer, raw[values_at + a:values_at + b]
+                return trailer, raw[a:b]
             lo += 1
 
     def iter_entries(self, start: bytes | None = None, end: bytes | None = None,
@@ -749,9 +758,7 @@ class SSTableReader:
             keys = [raw[a:b] for a, b in pairwise(ko[lo:hi + 1])]
             negated = [-t for t in _array_struct("Q", hi - lo).unpack_from(raw, trailers_at + 8 * lo)]
             vo = _array_struct("I", hi - lo + 1).unpack_from(raw, value_offsets_at + 4 * lo)
-            value_area = raw[values_at + vo[0]:values_at + vo[-1]]
-            base = vo[0]
-            values = [value_area[a - base:b - base] for a, b in pairwise(vo)]
+            values = [raw[a:b] for a, b in pairwise(vo)]
             # The low byte of each little-endian trailer is its kind.
             all_puts = raw[trailers_at + 8 * lo:trailers_at + 8 * hi:8].count(KIND_PUT) == hi - lo
             if reverse:

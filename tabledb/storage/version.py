@@ -271,6 +271,9 @@ class VersionSet:
     def log_and_apply(self, edit: VersionEdit) -> Version:
         """Make ``edit`` durable in the MANIFEST, then install the Version it yields."""
         with self.lock:
+            if edit.add:
+                # New SSTables must be durable names in the directory before the MANIFEST names them.
+                self.fs.sync_dir(self.dbpath)
             edit.next_file = self.next_file
             if edit.last_sequence is not None:
                 edit.last_sequence = max(edit.last_sequence, self.last_sequence)

@@ -42,7 +42,26 @@ def test_matches_naive(tombs, probes, max_seq):
     merged = visible_max_fragments([frags], max_seq)
     for k in probes:
         assert rebuilt.max_covering_seq(k, max_seq) == naive_max(live, k, max_seq)
-        assert merged.max_covering_seq(k, max_seq) == naive_max(live, k, max_seq)
+        assert (merged.max_covering_seq(k, max_seq) if merged else 0) == naive_max(live, k, max_seq)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(tomb, max_size=6), max_size=4), st.lists(keys, max_size=20), st.integers(0, 60),
+       st.one_of(st.none(), keys), st.one_of(st.none(), keys))
+def test_merging_sources(sources, probes, max_seq, start, end):
+    """Several sources' fragments merge into the newest visible seq per key, clipped to [start, end)."""
+    frag_lists = []
+    for tombs in sources:
+        rt = RangeTombstones()
+        for a, b, s in tombs:
+            rt.add(a, b, s)
+        frag_lists.append(rt.fragments())
+    live = [(a, b, s) for tombs in sources for a, b, s in tombs if a < b]
+    merged = visible_max_fragments(frag_lists, max_seq, start, end)
+    for k in probes:
+        if (start is not None and k < start) or (end is not None and k >= end):
+            continue
+        assert (merged.max_covering_seq(k, max_seq) if merged else 0) == naive_max(live, k, max_seq)
 
 
 @settings(max_examples=200, deadline=None)

@@ -603,29 +603,40 @@ class SSTableReader:
 
     def _read_block(self, offset: int, size: int) -> bytes:
         """Read a block from the file, check its checksum, return its uncompressed payload."""
+        buf, length = self._read_block_buffer(offset, size)
+        return buf if len(buf) == length else buf[:length]
+
+    def _read_block_buffer(self, offset: int, size: int) -> tuple[bytes, int]:
+        """``(buffer, payload_length)``: the checked, uncompressed payload is ``buffer[:payload_length]``.
+
+        An uncompressed block comes back with its 5 trailer bytes still attached, which saves a
+        copy; its users only look at positions below ``payload_length``.
+        """
         if self._closed:
             raise ClosedError(f"sstable {self.path} is closed")
         data = self._file.read(offset, size + BLOCK_TRAILER_SIZE)
         if len(data) != size + BLOCK_TRAILER_SIZE:
             raise self._corrupt("truncated block", offset)
         ctype, stored = _BLOCK_TRAILER.unpack_from(data, size)
-        mv = memoryview(data)
-        if mask_crc(_crc32c_fast(mv[size:size + 1], _crc32c_fast(mv[:size]))) != stored:
+        # The type byte directly follows the payload: one CRC call covers both.
+        if mask_crc(_crc32c_fast(memoryview(data)[:size + 1])) != stored:
             raise self._corrupt("block checksum mismatch", offset)
         if ctype == COMPRESSION_NONE:
-            return data[:size]
+            return data, size
         if ctype == COMPRESSION_ZLIB:
             try:
-                return zlib.decompress(mv[:size])
+                payload = zlib.decompress(memoryview(data)[:size])
             except zlib.error as exc:
                 raise self._corrupt(f"cannot decompress block: {exc}", offset) from None
+            return payload, len(payload)
         raise self._corrupt(f"unknown block compression type {ctype}", offset)
 
-    def _parse_data_block(self, raw: bytes, offset: int) -> tuple:
+    def _parse_data_block(self, raw: bytes, offset: int, size: int | None = None) -> tuple:
         """The cached form of a data block: ``(raw, key_offsets, n, trailers_at, value_offsets_at,
         values_at)``. key_offsets is an ``array('I')`` of the n+1 key boundaries as absolute
         positions in raw: compact and contiguous, so a binary search touches few cache lines."""
-        size = len(raw)
+        if size is None:
+            size = len(raw)
         try:
             n = _U32.unpack_from(raw, 0)[0]
             key_area = 12 + 16 * n
@@ -657,10 +668,11 @@ class SSTableReader:
     def _load_data_block(self, bi: int, fill_cache: bool = True) -> tuple:
         """Read, check and parse data block ``bi``; add it to the block cache if ``fill_cache``."""
         offset = self._block_offsets[bi]
-        block = self._parse_data_block(self._read_block(offset, self._block_sizes[bi]), offset)
+        size = self._block_sizes[bi]
+        raw, length = self._read_block_buffer(offset, size)
+        block = self._parse_data_block(raw, offset, length)
         if fill_cache and self._block_cache is not None:
-            self._block_cache.insert((self._file_number, offset), block,
-                                     len(block[0]) + 4 * block[2] + _BLOCK_OVERHEAD)
+            self._block_cache.insert((self._file_number, offset), block, len(raw) + 4 * block[2] + _BLOCK_OVERHEAD)
         return block
 
     # -- public reads --

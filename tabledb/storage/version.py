@@ -84,7 +84,18 @@ class LevelFiles:
         return None
 
     def overlapping(self, start: bytes | None, last: bytes | None) -> list[FileMeta]:
-        return [f for f in self.files if f.overlaps(start, last)]
+        """Files meeting the inclusive range [start, last]; a binary search finds the first."""
+        files = self.files
+        i = 0 if start is None else bisect_left(self.largests, start)
+        out = []
+        while i < len(files):
+            f = files[i]
+            if last is not None and f.smallest > last:
+                break
+            if f.overlaps(start, last):
+                out.append(f)
+            i += 1
+        return out
 
 
 class Version:

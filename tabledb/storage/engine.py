@@ -148,6 +148,29 @@ class _SuperVersion:
         self.l0_files = max((len(levels[0]) for levels in version.cfs.values()), default=0)
 
 
+def _unhidden_ranges(tombs: RangeTombstones, newest_seq: int, start, end) -> list:
+    """Sub-ranges of [start, end) not hidden from a source whose entries are all <= ``newest_seq``.
+
+    ``tombs`` holds one (the newest visible) sequence per fragment, as built by
+    ``visible_max_fragments``; a fragment with a newer sequence hides all of the source there.
+    """
+    ranges = []
+    lo = start
+    starts, seqs = tombs._starts, tombs._seqs
+    for i in range(len(starts) - 1):
+        piece = seqs[i]
+        if not piece or piece[0] <= newest_seq:
+            continue
+        s, e = starts[i], starts[i + 1]
+        if lo is None or s > lo:
+            ranges.append((lo, s))
+        if lo is None or e > lo:
+            lo = e
+    if end is None or lo is None or lo < end:
+        ranges.append((lo, end))
+    return [(a, b) for a, b in ranges if a is None or b is None or a < b]
+
+
 class Engine:
     """An LSM key-value store in one directory. Thread-safe; one process at a time.
 
@@ -653,22 +676,20 @@ class Engine:
                     frags.append(mem.tombstones.fragments(start, end))
         levels = sv.version.cfs[cf_id]
         table = self.table_cache.get
-        for f in levels[0]:
-            if not f.overlaps(start, end) or (end is not None and f.smallest >= end):
-                continue
-            reader = table(f.number)
-            block_sources.append(reader.iter_blocks(start, end, reverse))
-            if f.range_deletions:
-                frags.append(reader.range_tombstones)
+        l0 = [f for f in levels[0] if f.overlaps(start, end) and (end is None or f.smallest < end)]
+        deeper = []
         for lf in levels[1:]:
             files = [f for f in lf.overlapping(start, end) if end is None or f.smallest < end]
-            if not files:
-                continue
-            for f in files:
-                if f.range_deletions:
-                    frags.append(table(f.number).range_tombstones)
-            block_sources.append(self._level_blocks(files, start, end, reverse))
+            if files:
+                deeper.append(files)
+        for f in chain(l0, *deeper):
+            if f.range_deletions:
+                frags.append(table(f.number).range_tombstones)
         tombs = visible_max_fragments(frags, seq, start, end) if frags else None
+        for f in l0:
+            block_sources.append(self._level_blocks([f], start, end, reverse, tombs))
+        for files in deeper:
+            block_sources.append(self._level_blocks(files, start, end, reverse, tombs))
         if not mem_sources and len(block_sources) == 1:
             return self._scan_blocks(block_sources[0], seq, reverse, tombs, sv, snapshot)
         sources = mem_sources + [self._block_entries(b) for b in block_sources]
@@ -679,10 +700,22 @@ class Engine:
             return self._dedupe_reverse(merged, seq, tombs, sv, snapshot)
         return self._dedupe_forward(merged, seq, tombs, sv, snapshot)
 
-    def _level_blocks(self, files, start, end, reverse):
+    def _level_blocks(self, files, start, end, reverse, tombs):
+        """Blocks of ``files`` (one level, in key order) within [start, end).
+
+        Key ranges that a visible tombstone newer than everything in a file hides are
+        skipped without reading them, so a scan past a large deleted range costs a few
+        index lookups rather than a walk over every deleted entry.
+        """
         table = self.table_cache.get
         for f in (reversed(files) if reverse else files):
-            yield from table(f.number).iter_blocks(start, end, reverse)
+            reader = table(f.number)
+            if tombs is None:
+                yield from reader.iter_blocks(start, end, reverse)
+                continue
+            ranges = _unhidden_ranges(tombs, f.largest_seq, start, end)
+            for lo, hi in (reversed(ranges) if reverse else ranges):
+                yield from reader.iter_blocks(lo, hi, reverse)
 
     @staticmethod
     def _block_entries(blocks):

@@ -879,10 +879,14 @@ class Engine:
         snapshots = self._snapshot_list()
         tombs = mem.tombstones if mem.tombstones.count else None
         writer = self._new_table(number, cf_id)
+        multi = False
         try:
             for key, versions in mem.iter_versions():
+                kept = 0
                 for trailer, value in compaction_mod.collapse_versions(versions, snapshots, tombs, key, False):
                     writer.add(key, trailer, value)
+                    kept += 1
+                multi = multi or kept > 1
             if tombs:
                 writer.add_range_tombstones(compaction_mod.collapse_tombstones(tombs.fragments(), snapshots, False))
             props = writer.finish()
@@ -890,7 +894,7 @@ class Engine:
             writer.abandon()
             raise
         self._stats["bytes_written"] += props.file_size
-        return self._file_meta(number, props)
+        return self._file_meta(number, props, multi)
 
     def _new_table(self, number: int, cf_id: int) -> SSTableWriter:
         opts = self.options
@@ -899,11 +903,12 @@ class Engine:
                              bloom_bits_per_key=opts.bloom_bits_per_key, compression=opts.compression)
 
     @staticmethod
-    def _file_meta(number: int, props) -> FileMeta:
+    def _file_meta(number: int, props, multi_version: bool) -> FileMeta:
         return FileMeta(number=number, size=props.file_size, smallest=props.smallest_key,
                         largest=props.largest_key, largest_exclusive=bool(props.largest_is_range_end),
                         smallest_seq=props.smallest_seq, largest_seq=props.largest_seq,
-                        entries=props.num_entries, range_deletions=props.num_range_tombstones)
+                        entries=props.num_entries, range_deletions=props.num_range_tombstones,
+                        droppable=bool(multi_version or props.num_deletions or props.num_range_tombstones))
 
     def _snapshot_list(self) -> list[int]:
         with self._snap_lock:
@@ -962,12 +967,17 @@ class Engine:
                 self._compact_range_cf(cf_id, start, end)
 
     def _compact_range_cf(self, cf_id: int, start, end) -> None:
-        """Push everything overlapping the range down, level by level, to the deepest non-empty level."""
+        """Push everything overlapping the range down, level by level, to the deepest non-empty level.
+
+        Files of the deepest level that nothing above overlapped are rewritten in place, so
+        versions, deletes and tombstones kept for since-released snapshots go too.
+        """
         version = self.versions.current
         if cf_id not in version.cfs:
             return
         num_levels = len(version.cfs[cf_id])
         deepest = max([1] + [lv for lv in range(num_levels) if version.level_files(cf_id, lv)])
+        fresh: set[int] = set()
         for level in range(0, deepest):
             version = self.versions.current
             if level == 0:
@@ -981,10 +991,19 @@ class Engine:
                                                 output_level=level + 1)
             c.trivial_move = False   # a manual compaction rewrites, so deletes and tombstones can go
             version = None           # let the inputs go once the compaction is installed
+            fresh = {meta.number for meta in self._run_compaction(c)}
+        version = self.versions.current
+        stale = [f for f in version.level_files(cf_id, deepest)
+                 if f.overlaps(start, end) and f.number not in fresh and f.droppable]
+        if stale:
+            lo, hi = compaction_mod.key_range(stale)
+            c = compaction_mod.build_compaction(version, cf_id, deepest, stale, lo, hi, set(), output_level=deepest)
+            c.trivial_move = False
+            version = None
             self._run_compaction(c)
 
-    def _run_compaction(self, c: compaction_mod.Compaction) -> None:
-        """Merge ``c``'s inputs into new files of its output level and install the result."""
+    def _run_compaction(self, c: compaction_mod.Compaction) -> list[FileMeta]:
+        """Merge ``c``'s inputs into new files of its output level, install them, return them."""
         edit = VersionEdit()
         if c.trivial_move:
             f = c.inputs[0]
@@ -993,7 +1012,7 @@ class Engine:
             self.versions.log_and_apply(edit)
             self._stats["trivial_moves"] += 1
             self._after_install()
-            return
+            return [f]
         snapshots = self._snapshot_list()
         table = self.table_cache.get
         inputs = c.all_inputs
@@ -1034,6 +1053,7 @@ class Engine:
         self._stats["files_dropped_by_tombstone"] += len(c.dropped)
         self._stats["bytes_compacted"] += sum(f.size for f in inputs)
         self._after_install()
+        return outputs
 
     def _after_install(self) -> None:
         with self._bg_cv:
@@ -1056,6 +1076,7 @@ class Engine:
         target = self.options.target_file_bytes
         writer = None
         number = 0
+        multi = False
         frag_i = 0
         bottommost = c.bottommost
         collapse = compaction_mod.collapse_versions
@@ -1079,11 +1100,12 @@ class Engine:
                 writer.add_range_tombstones(compaction_mod.merge_adjacent(mine))
             props = writer.finish()
             self._stats["bytes_written"] += props.file_size
-            outputs.append(self._file_meta(number, props))
+            outputs.append(self._file_meta(number, props, multi))
             writer = None
 
         def start_writer():
-            nonlocal writer, number
+            nonlocal writer, number, multi
+            multi = False
             number = self.versions.new_file_number()
             self._pending_outputs.add(number)
             writer = self._new_table(number, c.cf_id)
@@ -1105,6 +1127,8 @@ class Engine:
                             start_writer()
                         for trailer, v in kept:
                             writer.add(group_key, trailer, v)
+                        if len(kept) > 1:
+                            multi = True
                 group_key = key
                 group = [(-neg, value)]
             if frag_i < len(fragments):

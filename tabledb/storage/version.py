@@ -11,7 +11,7 @@ MANIFEST record (JSON object; every field optional):
      "cf_add": [[id, name], ...], "cf_drop": [id, ...],
      "delete": [[cf_id, level, file_number], ...],
      "add": [[cf_id, level, file_number, size, smallest_hex, largest_hex,
-              largest_exclusive, smallest_seq, largest_seq, entries, range_deletions], ...]}
+              largest_exclusive, smallest_seq, largest_seq, entries, range_deletions, droppable], ...]}
 The first record after the log header is a full snapshot of the state; CURRENT
 holds the name of the live MANIFEST followed by a newline.
 """
@@ -43,6 +43,9 @@ class FileMeta:
     largest_seq: int
     entries: int
     range_deletions: int
+    # True when a bottom-level rewrite could drop something: the file holds point deletes,
+    # range tombstones or more than one version of a key (kept for snapshots).
+    droppable: bool = True
 
     def overlaps(self, start: bytes | None, last: bytes | None) -> bool:
         """True when the file's key range meets the inclusive range [start, last] (None = unbounded)."""
@@ -54,13 +57,15 @@ class FileMeta:
 
     def to_json(self, cf_id: int, level: int) -> list:
         return [cf_id, level, self.number, self.size, self.smallest.hex(), self.largest.hex(),
-                self.largest_exclusive, self.smallest_seq, self.largest_seq, self.entries, self.range_deletions]
+                self.largest_exclusive, self.smallest_seq, self.largest_seq, self.entries, self.range_deletions,
+                self.droppable]
 
     @staticmethod
     def from_json(row: list) -> tuple[int, int, "FileMeta"]:
-        cf_id, level, number, size, smallest, largest, excl, sseq, lseq, entries, rdel = row
+        cf_id, level, number, size, smallest, largest, excl, sseq, lseq, entries, rdel = row[:11]
+        droppable = bool(row[11]) if len(row) > 11 else True
         return cf_id, level, FileMeta(number, size, bytes.fromhex(smallest), bytes.fromhex(largest),
-                                      bool(excl), sseq, lseq, entries, rdel)
+                                      bool(excl), sseq, lseq, entries, rdel, droppable)
 
 
 class LevelFiles:

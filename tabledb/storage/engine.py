@@ -249,8 +249,12 @@ class Engine:
             self.versions.create_new()
         self._cf_names = dict(self.versions.cf_names)
         mems = {cf_id: MemTable() for cf_id in self._cf_names}
+        present = list(self._engine_files())
+        # A file made after the MANIFEST last recorded next_file (a WAL segment started just
+        # before a crash, say) must never have its number handed out again.
+        self.versions.next_file = max([self.versions.next_file] + [n + 1 for _, n in present])
         # Replay every WAL segment the MANIFEST does not cover, oldest first.
-        logs = sorted(n for kind, n in self._engine_files() if kind == "log" and n >= self.versions.log_number)
+        logs = sorted(n for kind, n in present if kind == "log" and n >= self.versions.log_number)
         last_seq = self.versions.last_sequence
         for i, number in enumerate(logs):
             wal_path = os.path.join(path, dbformat.wal_file_name(number))

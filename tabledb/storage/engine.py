@@ -723,8 +723,9 @@ class Engine:
 
     @staticmethod
     def _block_entries(blocks):
-        for keys, negated, values, _ in blocks:
-            yield from zip(keys, negated, values)
+        neg = operator.neg
+        for keys, trailers, values, _ in blocks:
+            yield from zip(keys, map(neg, trailers), values)
 
     def _scan_blocks(self, blocks, seq, reverse, tombs, _sv, _snapshot):
         """Scan one sorted source of SSTable blocks.
@@ -734,7 +735,6 @@ class Engine:
         block goes entry by entry through the same rules as ``_dedupe_*``.
         """
         limit = (seq << 8) | 0xFF
-        neg_limit = -limit
         covering = tombs.max_covering_seq if tombs else None
         eq = operator.eq
         it = iter(blocks)
@@ -743,13 +743,13 @@ class Engine:
         last_key = None               # forward: the key already decided
         cur_key, cur = None, None     # reverse: the key being gathered and its newest visible version
         while nxt is not None:
-            keys, negs, values, all_puts = nxt
+            keys, trailers, values, all_puts = nxt
             # Reverse order needs to know whether the next block continues this block's last key
             # (its newer versions); forward order never does: the newest version comes first.
             nxt = next(it, None) if reverse else True
             if self._closed:
                 raise ClosedError("the engine was closed during the scan")
-            if (covering is None and all_puts and min(negs) >= neg_limit and keys[0] != prev_last
+            if (covering is None and all_puts and max(trailers) <= limit and keys[0] != prev_last
                     and (not reverse or nxt is None or nxt[0][0] != keys[-1])
                     and not any(map(eq, keys, islice(keys, 1, None)))):
                 if cur is not None:
@@ -759,21 +759,21 @@ class Engine:
                 yield from zip(keys, values)
                 last_key = cur_key = keys[-1]
             elif not reverse:
-                for key, neg, value in zip(keys, negs, values):
-                    if key == last_key or -neg > limit:
+                for key, trailer, value in zip(keys, trailers, values):
+                    if key == last_key or trailer > limit:
                         continue
                     last_key = key
-                    if ((-neg) & 0xFF) == KIND_PUT and (covering is None or (-neg >> 8) > covering(key, seq)):
+                    if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(key, seq)):
                         yield key, value
             else:
-                for key, neg, value in zip(keys, negs, values):
+                for key, trailer, value in zip(keys, trailers, values):
                     if key != cur_key:
                         if cur is not None and (cur[0] & 0xFF) == KIND_PUT and (
                                 covering is None or (cur[0] >> 8) > covering(cur_key, seq)):
                             yield cur_key, cur[1]
                         cur_key, cur = key, None
-                    if -neg <= limit:
-                        cur = (-neg, value)
+                    if trailer <= limit:
+                        cur = (trailer, value)
             prev_last = keys[-1]
             if not reverse:
                 nxt = next(it, None)

@@ -37,6 +37,7 @@ threads (reads use ``pread``). A writer is for one thread.
 
 from __future__ import annotations
 
+import operator
 import struct
 import sys
 import time
@@ -740,12 +741,13 @@ class SSTableReader:
         """Yield ``(user_key, -trailer, value)`` for every entry with start <= user_key < end
         (None: unbounded), in internal order or its exact reverse. ``fill_cache=False`` reads
         blocks without adding them to the block cache (for compactions and scans)."""
-        for keys, negated, values, _ in self.iter_blocks(start, end, reverse, fill_cache):
-            yield from zip(keys, negated, values)
+        neg = operator.neg
+        for keys, trailers, values, _ in self.iter_blocks(start, end, reverse, fill_cache):
+            yield from zip(keys, map(neg, trailers), values)
 
     def iter_blocks(self, start: bytes | None = None, end: bytes | None = None,
                     reverse: bool = False, fill_cache: bool = True):
-        """Like ``iter_entries``, a block at a time: ``(keys, negated_trailers, values, all_puts)``.
+        """Like ``iter_entries``, a block at a time: ``(keys, trailers, values, all_puts)``.
 
         The three lists are parallel and already clipped to [start, end) (and reversed for
         ``reverse``); ``all_puts`` is True when every entry of the block is a put, so a
@@ -768,16 +770,16 @@ class SSTableReader:
             if lo >= hi:
                 continue
             keys = [raw[a:b] for a, b in pairwise(ko[lo:hi + 1])]
-            negated = [-t for t in _array_struct("Q", hi - lo).unpack_from(raw, trailers_at + 8 * lo)]
+            trailers = _array_struct("Q", hi - lo).unpack_from(raw, trailers_at + 8 * lo)
             vo = _array_struct("I", hi - lo + 1).unpack_from(raw, value_offsets_at + 4 * lo)
             values = [raw[a:b] for a, b in pairwise(vo)]
             # The low byte of each little-endian trailer is its kind.
             all_puts = raw[trailers_at + 8 * lo:trailers_at + 8 * hi:8].count(KIND_PUT) == hi - lo
             if reverse:
                 keys.reverse()
-                negated.reverse()
+                trailers = trailers[::-1]
                 values.reverse()
-            yield keys, negated, values, all_puts
+            yield keys, trailers, values, all_puts
 
     def verify(self) -> None:
         """Re-read every byte: every block checksum, the structure and order of every data block

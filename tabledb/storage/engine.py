@@ -956,8 +956,14 @@ class Engine:
             self._run_compaction(c)
         return True
 
-    def compact_range(self, start=None, end=None, cf=None) -> None:
-        """Flush, then compact every file overlapping ``[start, end]`` down to the last non-empty level."""
+    def compact_range(self, start=None, end=None, cf=None, progress=None) -> None:
+        """Flush, then compact every file overlapping ``[start, end]`` down to the last non-empty level.
+
+        ``progress``, if given, is called as ``progress(done_bytes, total_bytes)`` after each
+        compaction step (total_bytes is the size of the files in the range when it started).
+        """
+        if progress is not None and not callable(progress):
+            raise InvalidTypeError("progress must be callable")
         if start is not None:
             start = check_key(start, "start")
         if end is not None:
@@ -967,10 +973,25 @@ class Engine:
         cf_ids = [self._cf_id(cf)] if cf is not None else None
         self.flush()
         with self._compaction_lock:
-            for cf_id in cf_ids or list(self.versions.current.cfs):
-                self._compact_range_cf(cf_id, start, end)
+            todo = cf_ids or list(self.versions.current.cfs)
+            version = self.versions.current
+            total = sum(f.size for cf_id in todo if cf_id in version.cfs
+                        for level in range(len(version.cfs[cf_id]))
+                        for f in version.level_files(cf_id, level) if f.overlaps(start, end))
+            del version
+            done = [0]
 
-    def _compact_range_cf(self, cf_id: int, start, end) -> None:
+            def step(nbytes: int) -> None:
+                done[0] = min(total, done[0] + nbytes)
+                if progress is not None:
+                    progress(done[0], total)
+
+            for cf_id in todo:
+                self._compact_range_cf(cf_id, start, end, step)
+            if progress is not None:
+                progress(total, total)
+
+    def _compact_range_cf(self, cf_id: int, start, end, step=lambda nbytes: None) -> None:
         """Push everything overlapping the range down, level by level, to the deepest non-empty level.
 
         Files of the deepest level that nothing above overlapped are rewritten in place, so
@@ -996,6 +1017,7 @@ class Engine:
             c.trivial_move = False   # a manual compaction rewrites, so deletes and tombstones can go
             version = None           # let the inputs go once the compaction is installed
             fresh = {meta.number for meta in self._run_compaction(c)}
+            step(sum(f.size for f in files))
         version = self.versions.current
         stale = [f for f in version.level_files(cf_id, deepest)
                  if f.overlaps(start, end) and f.number not in fresh and f.droppable]
@@ -1005,6 +1027,7 @@ class Engine:
             c.trivial_move = False
             version = None
             self._run_compaction(c)
+            step(sum(f.size for f in stale))
 
     def _run_compaction(self, c: compaction_mod.Compaction) -> list[FileMeta]:
         """Merge ``c``'s inputs into new files of its output level, install them, return them."""

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DB     ?= tabledb-data
 
-.PHONY: run test bench clean-venv
+.PHONY: run test bench crash clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+crash: $(STAMP)
+	TABLEDB_LONG_CRASH=1 $(PY) -m pytest -q -p no:cacheprovider tests/storage/test_crash.py
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

@@ -246,6 +246,7 @@ class Engine:
         else:
             if not create:
                 raise InvalidArgumentError(f"{path} holds no database (create=False)")
+            self._check_no_orphaned_data()
             self.versions.create_new()
         self._cf_names = dict(self.versions.cf_names)
         mems = {cf_id: MemTable() for cf_id in self._cf_names}
@@ -291,6 +292,18 @@ class Engine:
         self._mems = {cf_id: MemTable() for cf_id in self._cf_names}
         self._publish()
         self._delete_obsolete_files()
+
+    def _check_no_orphaned_data(self) -> None:
+        """Refuse to start afresh over data: CURRENT is gone but tables or WAL records remain.
+
+        (A MANIFEST alone, or a WAL holding only its header, is what an interrupted
+        creation leaves behind, and is overwritten.)
+        """
+        for kind, number in self._engine_files():
+            name = dbformat.table_file_name(number) if kind == "sst" else dbformat.wal_file_name(number)
+            if kind == "sst" or (kind == "log" and self.fs.file_size(os.path.join(self.path, name)) > 64):
+                raise CorruptionError(f"CURRENT is missing, but the directory holds database files ({name})",
+                                      file=os.path.join(self.path, dbformat.CURRENT), offset=0)
 
     def _engine_files(self):
         for name in self.fs.listdir(self.path):

@@ -219,18 +219,32 @@ class LogReader:
         self.torn_bytes = self._size - record_offset
 
     def _valid_fragment_after(self, offset: int) -> bool:
-        """True when some later block starts with a fragment whose checksum is right."""
-        block_start = (offset // BLOCK_SIZE + 1) * BLOCK_SIZE
+        """True when a fragment with a right checksum starts anywhere after ``offset``.
+
+        In the damaged block every later position is tried (the damaged header's length
+        cannot be trusted); in later blocks, fragments always start at the block start.
+        """
+        block_start = offset // BLOCK_SIZE * BLOCK_SIZE
+        block = self.file.read(block_start, BLOCK_SIZE)
+        for pos in range(offset - block_start + 1, len(block) - HEADER_SIZE + 1):
+            if self._fragment_at(block, pos):
+                return True
+        block_start += BLOCK_SIZE
         while block_start < self._size:
-            head = self.file.read(block_start, BLOCK_SIZE)
-            if len(head) >= HEADER_SIZE:
-                crc, length, kind = HEADER.unpack_from(head, 0)
-                if FULL <= kind <= LAST and HEADER_SIZE + length <= len(head):
-                    data = head[HEADER_SIZE:HEADER_SIZE + length]
-                    if mask_crc(crc32c(data, _TYPE_CRC[kind])) == crc:
-                        return True
+            if self._fragment_at(self.file.read(block_start, BLOCK_SIZE), 0):
+                return True
             block_start += BLOCK_SIZE
         return False
+
+    @staticmethod
+    def _fragment_at(block: bytes, pos: int) -> bool:
+        if len(block) - pos < HEADER_SIZE:
+            return False
+        crc, length, kind = HEADER.unpack_from(block, pos)
+        if not FULL <= kind <= LAST or pos + HEADER_SIZE + length > len(block):
+            return False
+        data = block[pos + HEADER_SIZE:pos + HEADER_SIZE + length]
+        return mask_crc(crc32c(data, _TYPE_CRC[kind])) == crc
 
 
 def read_log(fs, path: str, *, magic: bytes):

@@ -6,6 +6,7 @@ format is in ``docs/format.md``.
 """
 
 from tabledb.storage.batch import ColumnFamily, WriteBatch
-from tabledb.storage.engine import Engine, Options, Snapshot
+from tabledb.storage.engine import Engine, Options
+from tabledb.storage.snapshot import Snapshot
 
 __all__ = ["Engine", "Options", "Snapshot", "WriteBatch", "ColumnFamily"]

@@ -39,6 +39,7 @@ from tabledb.storage.fs import DEFAULT_FS
 from tabledb.storage.log import WAL_MAGIC, LogWriter, read_log
 from tabledb.storage.memtable import MemTable
 from tabledb.storage.rangedel import RangeTombstones, visible_max_fragments
+from tabledb.storage.snapshot import Snapshot, snapshot_sequence
 from tabledb.storage.sstable import SSTableWriter
 from tabledb.storage.version import FileMeta, VersionEdit, VersionSet
 
@@ -90,40 +91,6 @@ class Options:
         opts.l0_slowdown_trigger = max(opts.l0_slowdown_trigger, opts.l0_compaction_trigger)
         opts.l0_stop_trigger = max(opts.l0_stop_trigger, opts.l0_slowdown_trigger)
         return opts
-
-
-class Snapshot:
-    """A frozen view of the database at ``sequence``. Release with ``close()`` (or a ``with`` block)."""
-
-    __slots__ = ("sequence", "_engine", "_closed")
-
-    def __init__(self, engine: "Engine", sequence: int):
-        self.sequence = sequence
-        self._engine = engine
-        self._closed = False
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._engine._release_snapshot(self.sequence)
-
-    release = close
-
-    def __enter__(self) -> "Snapshot":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        if not self._closed and self._engine is not None:
-            try:
-                self.close()
-            except Exception:
-                pass
-
-    def __repr__(self) -> str:
-        return f"Snapshot(sequence={self.sequence}{', closed' if self._closed else ''})"
 
 
 class _Frozen:
@@ -593,23 +560,15 @@ class Engine:
             self._snapshots.add(seq)
         return Snapshot(self, seq)
 
-    def _release_snapshot(self, seq: int) -> None:
+    def _release_snapshot(self, snapshot: Snapshot) -> None:
         with self._snap_lock:
             try:
-                self._snapshots.remove(seq)
+                self._snapshots.remove(snapshot.sequence)
             except ValueError:
                 pass
 
     def _read_sequence(self, snapshot) -> int:
-        if snapshot is None:
-            return self._last_seq
-        if not isinstance(snapshot, Snapshot):
-            raise InvalidTypeError(f"snapshot must be a Snapshot or None, not {type(snapshot).__name__}")
-        if snapshot._closed:
-            raise ClosedError("the snapshot was released")
-        if snapshot._engine is not self:
-            raise InvalidArgumentError("the snapshot belongs to another engine")
-        return snapshot.sequence
+        return self._last_seq if snapshot is None else snapshot_sequence(self, snapshot)
 
     def get(self, key, cf=None, snapshot=None) -> bytes | None:
         """The value of ``key``, or None. Safe to call from any thread."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 
 from tabledb.errors import CorruptionError
-from tabledb.storage.dbformat import crc32c, mask_crc, unmask_crc
+from tabledb.storage.dbformat import crc32c, mask_crc
 
 BLOCK_SIZE = 32768
 HEADER = struct.Struct("<IHB")

@@ -32,6 +32,7 @@ import threading
 
 from tabledb.errors import ClosedError, DatabaseLockedError, InvalidArgumentError, InvalidTypeError
 from tabledb.storage.batch import ColumnFamily, WriteBatch, check_key, check_range
+from tabledb.storage.snapshot import Snapshot, snapshot_sequence
 from tabledb.storage.dbformat import KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE
 
 DEFAULT_BLOCK_CACHE_BYTES = 32 << 20
@@ -79,31 +80,6 @@ def _registry_key(path) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidTypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
     return os.path.abspath(os.fspath(path))
-
-
-class Snapshot:
-    """A read view at ``sequence``. Release with ``close()`` (idempotent) or a ``with`` block."""
-
-    __slots__ = ("sequence", "_engine", "_closed")
-
-    def __init__(self, engine: "MemoryEngine", sequence: int):
-        self.sequence = sequence
-        self._engine = engine
-        self._closed = False
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._engine._release(self)
-
-    def __enter__(self) -> "Snapshot":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Snapshot(sequence={self.sequence}{', closed' if self._closed else ''})"
 
 
 class _ScanIterator:
@@ -261,20 +237,12 @@ class MemoryEngine:
             self._snapshots.add(snap)
             return snap
 
-    def _release(self, snap: Snapshot) -> None:
+    def _release_snapshot(self, snap: Snapshot) -> None:
         with self._lock:
             self._snapshots.discard(snap)
 
     def _read_sequence(self, snapshot) -> int:
-        if snapshot is None:
-            return self._state.sequence
-        if not isinstance(snapshot, Snapshot):
-            raise InvalidTypeError(f"snapshot must be a Snapshot or None, not {type(snapshot).__name__}")
-        if snapshot._closed:
-            raise ClosedError("snapshot used after close()")
-        if snapshot._engine is not self:
-            raise InvalidArgumentError("snapshot belongs to another engine")
-        return snapshot.sequence
+        return self._state.sequence if snapshot is None else snapshot_sequence(self, snapshot)
 
     # -- column families -------------------------------------------------------------------------
 

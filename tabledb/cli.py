@@ -23,13 +23,16 @@ DEFAULT_PATH = "tabledb-data"
 HELP = __doc__.split("::", 1)[1].split("Keys and values", 1)[0]
 
 
+class UsageError(Error):
+    """A console line that is not a command."""
+
+
 def run_command(db: Engine, line: str, out) -> bool:
-    """Run one command line; False when the user asked to quit."""
+    """Run one command line; False when the user asked to quit. Raises tabledb errors."""
     try:
         words = shlex.split(line)
     except ValueError as exc:
-        print(f"error: {exc}", file=out)
-        return True
+        raise UsageError(str(exc)) from None
     if not words:
         return True
     cmd, args = words[0].lower(), [a.encode() for a in words[1:]]
@@ -59,7 +62,7 @@ def run_command(db: Engine, line: str, out) -> bool:
     elif cmd in ("help", ".help"):
         print(HELP.strip("\n"), file=out)
     else:
-        print(f"error: unknown command or wrong arguments: {line.strip()!r} (try 'help')", file=out)
+        raise UsageError(f"unknown command or wrong arguments: {line.strip()!r} (try 'help')")
     return True
 
 

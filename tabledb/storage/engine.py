@@ -579,7 +579,11 @@ class Engine:
             raise ClosedError("the engine is closed")
         seq = self._last_seq if snapshot is None else self._read_sequence(snapshot)
         sv = self._sv
-        mem = sv.mems[cf_id]
+        try:
+            mem = sv.mems[cf_id]
+            levels = sv.version.cfs[cf_id]
+        except KeyError:
+            raise InvalidArgumentError("unknown column family (dropped while the read started)") from None
         r = mem.get(key, seq)
         tomb = mem.tombstones.max_covering_seq(key, seq) if mem.tombstones.count else 0
         if r is not None or tomb:
@@ -592,7 +596,6 @@ class Engine:
             tomb = mem.tombstones.max_covering_seq(key, seq) if mem.tombstones.count else 0
             if r is not None or tomb:
                 return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
-        levels = sv.version.cfs[cf_id]
         table = self.table_cache.get
         for f in levels[0]:
             if key < f.smallest or key > f.largest:
@@ -634,7 +637,10 @@ class Engine:
         cf_id = self._cf_id(cf)
         self._check_open()
         seq = self._read_sequence(snapshot)
-        return self._scan(self._sv, cf_id, seq, start, end, bool(reverse), snapshot)
+        sv = self._sv
+        if cf_id not in sv.mems or cf_id not in sv.version.cfs:
+            raise InvalidArgumentError("unknown column family (dropped while the scan started)")
+        return self._scan(sv, cf_id, seq, start, end, bool(reverse), snapshot)
 
     def _scan(self, sv, cf_id, seq, start, end, reverse, snapshot):
         """Build the scan's sources and return its generator.

@@ -44,6 +44,9 @@ from tabledb.storage.sstable import SSTableWriter
 from tabledb.storage.version import FileMeta, VersionEdit, VersionSet
 
 SYNC_MODES = ("group", "commit", "off")
+# Other names people use for the same modes (RocksDB's and SQLite's vocabulary).
+SYNC_MODE_ALIASES = {"every": "commit", "always": "commit", "full": "commit", "sync": "commit",
+                     "group_commit": "group", "none": "off", "never": "off", "no": "off"}
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Options:
         if unknown:
             raise InvalidArgumentError(f"unknown engine option(s): {', '.join(unknown)}")
         opts = cls(**kwargs)
+        if isinstance(opts.sync_mode, str):
+            opts.sync_mode = SYNC_MODE_ALIASES.get(opts.sync_mode.lower(), opts.sync_mode.lower())
         if opts.sync_mode not in SYNC_MODES:
             raise InvalidArgumentError(f"sync_mode must be one of {SYNC_MODES}, not {opts.sync_mode!r}")
         if opts.compression not in (None, "zlib"):
@@ -1225,7 +1230,9 @@ class Engine:
                     "torn_tail_files": list(self._stats["wal_torn_tail_files"]),
                     "syncs": self._stats["wal_syncs"], "sync_mode": self.options.sync_mode,
                     "recovered_records": self._stats["recovered_records"]},
+            "torn_tail_bytes": self._stats["wal_torn_tail_bytes"],
             "block_cache": self.block_cache.stats(),
+            "table_cache": {"open": len(self.table_cache), "capacity": self.options.max_open_files},
             "background_error": None if self._bg_error is None else str(self._bg_error),
         }
         for key in ("flushes", "compactions", "trivial_moves", "files_dropped_by_tombstone", "stall_seconds",

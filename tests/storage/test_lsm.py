@@ -1004,7 +1004,7 @@ def test_bad_options_on_reopen_leave_the_database_alone(open_db):
     db.close()
     before = sorted(os.listdir(db.path))
     with pytest.raises(InvalidArgumentError):
-        Engine.open(db.path, sync_mode="always")
+        Engine.open(db.path, sync_mode="sometimes")
     assert sorted(os.listdir(db.path)) == before
     db = open_db()
     assert db.get(b"a") == b"1"

@@ -37,7 +37,6 @@ class BlockCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict = OrderedDict()  # key -> value, least recently used first
         self._charges: dict = {}                     # key -> charge
-        self._by_file: dict[int, set] = {}           # file_number -> its keys
         self._usage = 0
         self._hits = 0
         self._misses = 0
@@ -65,50 +64,39 @@ class BlockCache:
     def insert(self, key, value, charge: int) -> None:
         """Cache ``value`` under ``key`` (replacing any old value), then evict LRU entries
         until usage is within capacity. An entry larger than the whole capacity is not cached."""
+        if charge > self._capacity:
+            self.erase(key)   # a replacement that cannot be cached still drops the old value
+            return
         with self._lock:
-            if key in self._charges:
-                self._remove(key)
-            if charge > self._capacity:
-                return
-            self._entries[key] = value
-            self._charges[key] = charge
+            entries, charges = self._entries, self._charges
+            old = charges.get(key)
+            if old is not None:
+                self._usage -= old
+            entries[key] = value
+            entries.move_to_end(key)
+            charges[key] = charge
             self._usage += charge
-            keys = self._by_file.get(key[0])
-            if keys is None:
-                self._by_file[key[0]] = keys = set()
-            keys.add(key)
-            entries = self._entries
             while self._usage > self._capacity:
                 # popitem is one atomic step: lock-free readers may reorder entries meanwhile.
                 oldest, _ = entries.popitem(last=False)
-                self._forget(oldest)
+                self._usage -= charges.pop(oldest)
 
     def erase(self, key) -> None:
         with self._lock:
-            if key in self._charges:
-                self._remove(key)
+            if self._entries.pop(key, None) is not None:
+                self._usage -= self._charges.pop(key)
 
     def erase_file(self, file_number: int) -> None:
-        """Drop every block of ``file_number`` (cost proportional to that file's cached blocks)."""
+        """Drop every block of ``file_number``.
+
+        A scan of the cache's keys: it runs when a file is deleted, far less often than
+        inserts, which is why inserts keep no per-file index. (Blocks of a deleted file could
+        also just age out: file numbers are never reused.)
+        """
         with self._lock:
-            keys = self._by_file.pop(file_number, None)
-            if keys:
-                for key in keys:
-                    del self._entries[key]
-                    self._usage -= self._charges.pop(key)
-
-    def _remove(self, key) -> None:
-        # REQUIRES: self._lock held, key present.
-        del self._entries[key]
-        self._forget(key)
-
-    def _forget(self, key) -> None:
-        # REQUIRES: self._lock held; key already gone from _entries.
-        self._usage -= self._charges.pop(key)
-        keys = self._by_file[key[0]]
-        keys.discard(key)
-        if not keys:
-            del self._by_file[key[0]]
+            for key in [k for k in self._charges if k[0] == file_number]:
+                self._entries.pop(key, None)
+                self._usage -= self._charges.pop(key)
 
     def stats(self) -> dict:
         with self._lock:

@@ -667,13 +667,24 @@ class SSTableReader:
         return self._load_data_block(bi, fill_cache)
 
     def _load_data_block(self, bi: int, fill_cache: bool = True) -> tuple:
-        """Read, check and parse data block ``bi``; add it to the block cache if ``fill_cache``."""
+        """Read, check and parse data block ``bi``; add it to the block cache if ``fill_cache``.
+
+        The common case (an uncompressed block) is inlined: this is the block-cache miss path
+        of every point read.
+        """
         offset = self._block_offsets[bi]
         size = self._block_sizes[bi]
-        raw, length = self._read_block_buffer(offset, size)
-        block = self._parse_data_block(raw, offset, length)
+        if self._closed:
+            raise ClosedError(f"sstable {self.path} is closed")
+        data = self._file.read(offset, size + BLOCK_TRAILER_SIZE)
+        if (len(data) == size + BLOCK_TRAILER_SIZE and data[size] == COMPRESSION_NONE
+                and mask_crc(_crc32c_fast(memoryview(data)[:size + 1])) == _U32.unpack_from(data, size + 1)[0]):
+            block = self._parse_data_block(data, offset, size)
+        else:  # compressed, or damaged: the general path decompresses or names the damage
+            raw, length = self._read_block_buffer(offset, size)
+            block = self._parse_data_block(raw, offset, length)
         if fill_cache and self._block_cache is not None:
-            self._block_cache.insert((self._file_number, offset), block, len(raw) + 4 * block[2] + _BLOCK_OVERHEAD)
+            self._block_cache.insert((self._file_number, offset), block, size + 4 * block[2] + _BLOCK_OVERHEAD)
         return block
 
     # -- public reads --

@@ -93,4 +93,4 @@ def test_usage_never_exceeds_capacity_under_threads():
     s = cache.stats()
     assert 0 <= s["usage"] <= s["capacity"]
     assert s["usage"] == sum(cache._charges.values())
-    assert s["entries"] == sum(len(keys) for keys in cache._by_file.values())
+    assert s["entries"] == len(cache._charges) == len(cache._entries)

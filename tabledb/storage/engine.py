@@ -1123,18 +1123,28 @@ class Engine:
         try:
             group_key = None
             group: list = []
+            # Without snapshots or tombstones a lone put needs no collapsing: the common case.
+            simple = not snapshots and tomb_arg is None
+            since_check = 0
             for key, neg, value in chain(merged, ((None, 0, b""),)):
                 if key == group_key:
                     group.append((-neg, value))
                     continue
                 if group:
-                    kept = list(collapse(group, snapshots, tomb_arg, group_key, bottommost))
+                    if simple and len(group) == 1 and (group[0][0] & 0xFF == KIND_PUT or not bottommost):
+                        kept = group
+                    else:
+                        kept = list(collapse(group, snapshots, tomb_arg, group_key, bottommost))
                     if kept:
                         if writer is None:
                             start_writer()
-                        elif writer.estimated_size >= target:
-                            finish(group_key)
-                            start_writer()
+                            since_check = 0
+                        elif since_check >= 32:   # the size estimate costs more than an add
+                            since_check = 0
+                            if writer.estimated_size >= target:
+                                finish(group_key)
+                                start_writer()
+                        since_check += 1
                         for trailer, v in kept:
                             writer.add(group_key, trailer, v)
                         if len(kept) > 1:

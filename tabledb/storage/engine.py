@@ -36,7 +36,7 @@ from tabledb.storage.batch import ColumnFamily, WriteBatch, check_key, check_ran
 from tabledb.storage.cache import BlockCache, TableCache
 from tabledb.storage.dbformat import KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE
 from tabledb.storage.fs import DEFAULT_FS
-from tabledb.storage.log import WAL_MAGIC, LogWriter, read_log
+from tabledb.storage.log import FILE_HEADER, HEADER_SIZE, WAL_MAGIC, LogWriter, read_log
 from tabledb.storage.memtable import MemTable
 from tabledb.storage.rangedel import RangeTombstones, visible_max_fragments
 from tabledb.storage.snapshot import Snapshot, snapshot_sequence
@@ -44,6 +44,7 @@ from tabledb.storage.sstable import SSTableWriter
 from tabledb.storage.version import FileMeta, VersionEdit, VersionSet
 
 SYNC_MODES = ("group", "commit", "off")
+EMPTY_LOG_BYTES = HEADER_SIZE + FILE_HEADER.size   # a log file holding only its header record
 # Other names people use for the same modes (RocksDB's and SQLite's vocabulary).
 SYNC_MODE_ALIASES = {"every": "commit", "always": "commit", "full": "commit", "sync": "commit",
                      "group_commit": "group", "none": "off", "never": "off", "no": "off"}
@@ -233,8 +234,9 @@ class Engine:
             wal_path = os.path.join(path, dbformat.wal_file_name(number))
             records, torn, _ = read_log(fs, wal_path, magic=WAL_MAGIC)
             if torn:
-                if i != len(logs) - 1 and any(fs.file_size(os.path.join(path, dbformat.wal_file_name(n))) > 0
-                                              for n in logs[i + 1:]):
+                if i != len(logs) - 1 and any(
+                        fs.file_size(os.path.join(path, dbformat.wal_file_name(n))) > EMPTY_LOG_BYTES
+                        for n in logs[i + 1:]):
                     raise CorruptionError("WAL segment ends in a damaged record but later segments follow",
                                           file=wal_path, offset=fs.file_size(wal_path) - torn)
                 self._stats["wal_torn_tail_bytes"] += torn
@@ -273,7 +275,7 @@ class Engine:
         """
         for kind, number in self._engine_files():
             name = dbformat.table_file_name(number) if kind == "sst" else dbformat.wal_file_name(number)
-            if kind == "sst" or (kind == "log" and self.fs.file_size(os.path.join(self.path, name)) > 64):
+            if kind == "sst" or (kind == "log" and self.fs.file_size(os.path.join(self.path, name)) > EMPTY_LOG_BYTES):
                 raise CorruptionError(f"CURRENT is missing, but the directory holds database files ({name})",
                                       file=os.path.join(self.path, dbformat.CURRENT), offset=0)
 

@@ -741,7 +741,10 @@ class Engine:
                     if (cur[0] & 0xFF) == KIND_PUT:
                         yield cur_key, cur[1]
                     cur = None
-                yield from zip(keys, values)
+                for item in zip(keys, values):
+                    if self._closed:   # as cheap as `yield from` here, and an iterator dies with its engine
+                        raise ClosedError("the engine was closed during the scan")
+                    yield item
                 last_key = cur_key = keys[-1]
             elif not reverse:
                 for key, trailer, value in zip(keys, trailers, values):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from tabledb.errors import ClosedError
 from tabledb.storage import Engine
 from tabledb.storage.batch import encode_batch
 from tabledb.storage.dbformat import KIND_PUT, wal_file_name
@@ -48,3 +51,16 @@ def test_compact_range_reports_progress(tmp_path):
     assert all(a <= b for (a, _), (b, _) in zip(calls, calls[1:]))     # never goes backwards
     assert len({t for _, t in calls}) == 1                               # one total throughout
     db.close()
+
+
+def test_scan_over_sstables_raises_after_close(tmp_path):
+    db = Engine.open(str(tmp_path / "db"), sync_mode="off")
+    for i in range(100):
+        db.put(b"k%03d" % i, b"v")
+    db.flush()
+    db.compact_range()
+    it = db.scan()
+    assert next(it) == (b"k000", b"v")
+    db.close()
+    with pytest.raises(ClosedError):
+        next(it)

@@ -17,6 +17,7 @@ the edge.
         +-- IntegrityError
         +-- InternalError
         +-- ProgrammingError
+        |   +-- SQLSyntaxError        SQL that does not parse: .line, .col
         |   +-- InvalidArgumentError  bad arguments to a public call (also a ValueError)
         |       +-- InvalidTypeError  wrong argument type (also a TypeError)
         +-- NotSupportedError
@@ -64,6 +65,15 @@ class ProgrammingError(DatabaseError):
 
 class NotSupportedError(DatabaseError):
     """A feature that tabledb does not provide."""
+
+
+class SQLSyntaxError(ProgrammingError):
+    """SQL that does not parse. ``line`` and ``col`` are 1-based (None if unknown)."""
+
+    def __init__(self, message: str, *, line: int | None = None, col: int | None = None):
+        super().__init__(message)
+        self.line = line
+        self.col = col
 
 
 class StorageIOError(OperationalError):
@@ -118,7 +128,7 @@ def _rebuild_corruption(full_message: str, file: str, offset: int) -> Corruption
 
 __all__ = [
     "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
-    "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
+    "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError", "SQLSyntaxError",
     "StorageIOError", "DatabaseLockedError", "ClosedError", "InvalidArgumentError",
     "InvalidTypeError", "CorruptionError",
 ]

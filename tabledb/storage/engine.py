@@ -58,6 +58,8 @@ class Options:
                                         # "commit": one fsync per commit; "off": no fsync unless sync=True
     memtable_bytes: int = 64 << 20      # active memtables (all families) above this are frozen and flushed
     block_cache_bytes: int = 32 << 20
+    block_cache_admit_every: int = 4    # once the block cache is full, admit one new block in N:
+                                        # an eviction costs about what a hit saves (see cache.py)
     max_open_files: int = 500
     block_size: int = 4096
     bloom_bits_per_key: int = 10
@@ -86,7 +88,7 @@ class Options:
         if opts.compression not in (None, "zlib"):
             raise InvalidArgumentError(f"compression must be None or 'zlib', not {opts.compression!r}")
         for name in ("memtable_bytes", "block_size", "target_file_bytes", "l0_compaction_trigger",
-                     "level1_bytes", "max_open_files"):
+                     "level1_bytes", "max_open_files", "block_cache_admit_every"):
             value = getattr(opts, name)
             if not isinstance(value, int) or value <= 0:
                 raise InvalidArgumentError(f"{name} must be a positive integer, not {value!r}")
@@ -178,7 +180,7 @@ class Engine:
                        "trivial_moves": 0, "files_dropped_by_tombstone": 0, "stall_seconds": 0.0,
                        "slowdowns": 0, "bytes_written": 0, "bytes_compacted": 0, "wal_syncs": 0,
                        "recovered_records": 0}
-        self.block_cache = BlockCache(opts.block_cache_bytes)
+        self.block_cache = BlockCache(opts.block_cache_bytes, opts.block_cache_admit_every)
         self.table_cache = TableCache(fs, path, opts.max_open_files, self.block_cache)
         self.versions = VersionSet(fs, path, opts.num_levels)
         self._lock_file = None

@@ -91,6 +91,7 @@ PROP_FLAG_HAS_KEY_RANGE = 1     # smallest_key / largest_key are meaningful
 PROP_FLAG_LARGEST_IS_RANGE_END = 2  # largest_key is an exclusive range-tombstone end
 
 _BIG_ENDIAN = sys.byteorder == "big"
+_MASK_DELTA = 0xA282EAD8   # dbformat.mask_crc, inlined on the block-miss path
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _U32_PAIR = struct.Struct("<II")
@@ -677,10 +678,24 @@ class SSTableReader:
         if self._closed:
             raise ClosedError(f"sstable {self.path} is closed")
         data = self._file.read(offset, size + BLOCK_TRAILER_SIZE)
-        if (len(data) == size + BLOCK_TRAILER_SIZE and data[size] == COMPRESSION_NONE
-                and mask_crc(_crc32c_fast(memoryview(data)[:size + 1])) == _U32.unpack_from(data, size + 1)[0]):
-            block = self._parse_data_block(data, offset, size)
-        else:  # compressed, or damaged: the general path decompresses or names the damage
+        block = None
+        if len(data) == size + BLOCK_TRAILER_SIZE and data[size] == COMPRESSION_NONE:
+            crc = _crc32c_fast(memoryview(data)[:size + 1])
+            if (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF == _U32.unpack_from(data, size + 1)[0]:
+                # _parse_data_block, inlined for its structural checks' common case
+                n = _U32.unpack_from(data, 0)[0]
+                key_area = 12 + 16 * n
+                if 0 < n and key_area <= size:
+                    ko = array("I")
+                    ko.frombytes(data[4:8 + 4 * n])
+                    if _BIG_ENDIAN:
+                        ko.byteswap()
+                    vo_at = 8 + 12 * n
+                    values_at = ko[n]
+                    if (ko[0] == key_area and values_at <= size and _U32.unpack_from(data, vo_at)[0] == values_at
+                            and _U32.unpack_from(data, vo_at + 4 * n)[0] == size):
+                        block = (data, ko, n, 8 + 4 * n, vo_at, values_at)
+        if block is None:  # compressed or damaged: the general path decompresses or names the damage
             raw, length = self._read_block_buffer(offset, size)
             block = self._parse_data_block(raw, offset, length)
         if fill_cache and self._block_cache is not None:

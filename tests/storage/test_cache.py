@@ -16,7 +16,7 @@ def test_lru_eviction_by_bytes():
     cache.insert((2, 0), "c", 40)            # 120 > 100: evicts b, the LRU entry
     assert cache.get((1, 10)) is None
     assert cache.get((1, 0)) == "a" and cache.get((2, 0)) == "c"
-    assert cache.stats() == {"capacity": 100, "usage": 80, "entries": 2, "hits": 3, "misses": 1}
+    assert cache.stats() == {"capacity": 100, "usage": 80, "entries": 2, "hits": 3, "misses": 1, "declined": 0}
     cache.insert((3, 0), "d", 100)           # exactly the capacity: evicts everything else
     assert cache.stats()["entries"] == 1 and cache.stats()["usage"] == 100
     assert cache.get((3, 0)) == "d"
@@ -94,3 +94,21 @@ def test_usage_never_exceeds_capacity_under_threads():
     assert 0 <= s["usage"] <= s["capacity"]
     assert s["usage"] == sum(cache._charges.values())
     assert s["entries"] == len(cache._charges) == len(cache._entries)
+
+
+def test_admission_control_once_full():
+    """With admit_every=4, a full cache takes one new block in four; a block asked for again gets in."""
+    cache = BlockCache(100, admit_every=4)
+    for i in range(10):                      # not full yet: everything is admitted
+        cache.insert((1, i), i, 10)
+    assert cache.stats()["entries"] == 10 and cache.stats()["declined"] == 0
+    admitted = 0
+    for i in range(10, 30):                  # full: 1 in 4 new blocks evicts an old one
+        cache.insert((1, i), i, 10)
+        admitted += cache.get((1, i)) is not None
+    assert admitted == 5
+    s = cache.stats()
+    assert s["declined"] == 15 and s["usage"] <= 100 and s["entries"] == 10
+    for _ in range(4):                       # a block that keeps missing is admitted within 4 tries
+        cache.insert((2, 0), "hot", 10)
+    assert cache.get((2, 0)) == "hot"

@@ -677,6 +677,11 @@ class Engine:
             if f.range_deletions:
                 frags.append(table(f.number).range_tombstones)
         tombs = visible_max_fragments(frags, seq, start, end) if frags else None
+        if not mem_sources and tombs is None and len(l0) + len(deeper) == 1:
+            files = l0 or deeper[0]
+            if all(not f.droppable and f.largest_seq <= seq for f in files):
+                # One source of clean files (puts of distinct keys, all visible): only pairs.
+                return self._scan_clean(files, start, end, reverse, sv, snapshot)
         for f in l0:
             block_sources.append(self._level_blocks([f], start, end, reverse, tombs))
         for files in deeper:
@@ -707,6 +712,15 @@ class Engine:
             ranges = _unhidden_ranges(tombs, f.largest_seq, start, end)
             for lo, hi in (reversed(ranges) if reverse else ranges):
                 yield from reader.iter_blocks(lo, hi, reverse)
+
+    def _scan_clean(self, files, start, end, reverse, _sv, _snapshot):
+        table = self.table_cache.get
+        for f in (reversed(files) if reverse else files):
+            for pairs in table(f.number).iter_pairs(start, end, reverse):
+                for item in pairs:
+                    if self._closed:
+                        raise ClosedError("the engine was closed during the scan")
+                    yield item
 
     @staticmethod
     def _block_entries(blocks):

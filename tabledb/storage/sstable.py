@@ -771,6 +771,39 @@ class SSTableReader:
         for keys, trailers, values, _ in self.iter_blocks(start, end, reverse, fill_cache):
             yield from zip(keys, map(neg, trailers), values)
 
+    def iter_pairs(self, start: bytes | None = None, end: bytes | None = None, reverse: bool = False):
+        """Lists of ``(user_key, value)``, a block at a time, for [start, end) (reversed with ``reverse``).
+
+        Only for a table whose entries are all puts of distinct keys (no deletes, one
+        version per key): then every entry is visible to any reader at or above its
+        largest sequence, and a scan needs nothing but the pairs.
+        """
+        for bi, raw, ko, n, lo, hi, value_offsets_at in self._block_spans(start, end, reverse, True):
+            vo = _array_struct("I", hi - lo + 1).unpack_from(raw, value_offsets_at + 4 * lo)
+            pairs = [(raw[a:b], raw[c:d]) for (a, b), (c, d) in zip(pairwise(ko[lo:hi + 1]), pairwise(vo))]
+            if reverse:
+                pairs.reverse()
+            yield pairs
+
+    def _block_spans(self, start, end, reverse: bool, fill_cache: bool):
+        """For each data block meeting [start, end): ``(bi, raw, key_offsets, n, lo, hi, value_offsets_at)``
+        where entries lo..hi-1 of the block are in the range."""
+        index_keys = self._index_keys
+        nblocks = self._num_blocks
+        if not nblocks or (start is not None and end is not None and start >= end):
+            return
+        first = 0 if start is None else bisect_left(index_keys, start)
+        last = nblocks - 1 if end is None else min(bisect_left(index_keys, end), nblocks - 1)
+        for bi in (range(last, first - 1, -1) if reverse else range(first, last + 1)):
+            raw, ko, n, _, value_offsets_at, _ = self._data_block(bi, fill_cache)
+            lo, hi = 0, n
+            if start is not None and bi == first:
+                lo = self._lower_bound(raw, ko, n, start)
+            if end is not None and bi == last:
+                hi = self._lower_bound(raw, ko, n, end)
+            if lo < hi:
+                yield bi, raw, ko, n, lo, hi, value_offsets_at
+
     def iter_blocks(self, start: bytes | None = None, end: bytes | None = None,
                     reverse: bool = False, fill_cache: bool = True):
         """Like ``iter_entries``, a block at a time: ``(keys, trailers, values, all_puts)``.
@@ -779,22 +812,8 @@ class SSTableReader:
         ``reverse``); ``all_puts`` is True when every entry of the block is a put, so a
         scan can hand out a block without looking at each entry.
         """
-        index_keys = self._index_keys
-        nblocks = self._num_blocks
-        if not nblocks or (start is not None and end is not None and start >= end):
-            return
-        first = 0 if start is None else bisect_left(index_keys, start)
-        last = nblocks - 1 if end is None else min(bisect_left(index_keys, end), nblocks - 1)
-        blocks = range(last, first - 1, -1) if reverse else range(first, last + 1)
-        for bi in blocks:
-            raw, ko, n, trailers_at, value_offsets_at, values_at = self._data_block(bi, fill_cache)
-            lo, hi = 0, n
-            if start is not None and bi == first:
-                lo = self._lower_bound(raw, ko, n, start)
-            if end is not None and bi == last:
-                hi = self._lower_bound(raw, ko, n, end)
-            if lo >= hi:
-                continue
+        for bi, raw, ko, n, lo, hi, value_offsets_at in self._block_spans(start, end, reverse, fill_cache):
+            trailers_at = 8 + 4 * n
             keys = [raw[a:b] for a, b in pairwise(ko[lo:hi + 1])]
             trailers = _array_struct("Q", hi - lo).unpack_from(raw, trailers_at + 8 * lo)
             vo = _array_struct("I", hi - lo + 1).unpack_from(raw, value_offsets_at + 4 * lo)

@@ -595,3 +595,24 @@ def test_verify_checks_the_whole_file_crc(tmp_path):
         with pytest.raises(CorruptionError, match="whole-file") as info:
             reader.verify()
         assert info.value.offset == 0 and info.value.file == str(path)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    keys=st.lists(st.binary(max_size=6), unique=True, max_size=60),
+    block_size=st.sampled_from([1, 32, 4096]),
+    compression=st.sampled_from([None, "zlib"]),
+    bounds=st.tuples(st.none() | st.binary(max_size=6), st.none() | st.binary(max_size=6)),
+    reverse=st.booleans(),
+)
+def test_iter_pairs_of_a_clean_table(keys, block_size, compression, bounds, reverse):
+    """A table of puts of distinct keys: iter_pairs gives exactly the (key, value) pairs in range."""
+    entries = internal_order([(k, pack_trailer(i + 1, KIND_PUT), b"v%d" % i) for i, k in enumerate(keys)])
+    start, end = bounds
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "000001.sst")
+        write_table(path, entries, block_size=block_size, compression=compression)
+        with open_table(path, block_cache=BlockCache(1 << 20)) as reader:
+            got = [pair for pairs in reader.iter_pairs(start, end, reverse) for pair in pairs]
+    want = [(k, v) for k, _, v in entries if (start is None or k >= start) and (end is None or k < end)]
+    assert got == (want[::-1] if reverse else want)

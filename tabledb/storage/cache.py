@@ -145,12 +145,14 @@ class TableCache:
         self._closed = False
 
     def get(self, file_number: int) -> SSTableReader:
-        reader = self._readers.get(file_number)   # lock-free hit path, as in BlockCache.get
+        readers = self._readers
+        reader = readers.get(file_number)   # lock-free hit path, as in BlockCache.get
         if reader is not None and not self._closed:
-            try:
-                self._readers.move_to_end(file_number)
-            except KeyError:
-                pass
+            if 2 * len(readers) > self._capacity:   # recency matters only once eviction is near
+                try:
+                    readers.move_to_end(file_number)
+                except KeyError:
+                    pass
             return reader
         with self._lock:
             if self._closed:

@@ -614,9 +614,7 @@ class Engine:
             r = reader.get(key, seq)
             if r is not None or tomb:
                 return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
-        for lf in levels[1:]:
-            if not lf.files:
-                continue
+        for lf in sv.version.deeper[cf_id]:
             f = lf.find(key)
             if f is None:
                 continue

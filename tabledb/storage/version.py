@@ -106,11 +106,13 @@ class LevelFiles:
 class Version:
     """An immutable list of files per column family and level (L0 newest first)."""
 
-    __slots__ = ("cfs", "__weakref__")
+    __slots__ = ("cfs", "deeper", "__weakref__")
 
     def __init__(self, cfs: dict[int, list]):
         # cfs[cf_id] = [l0_files (newest first), LevelFiles(L1), LevelFiles(L2), ...]
         self.cfs = cfs
+        # deeper[cf_id] = the non-empty levels below L0, top down (what a point read walks)
+        self.deeper = {cf_id: [lf for lf in levels[1:] if lf.files] for cf_id, levels in cfs.items()}
 
     def levels(self, cf_id: int) -> list:
         return self.cfs[cf_id]

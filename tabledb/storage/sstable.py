@@ -106,25 +106,24 @@ _ZLIB_LEVEL = 1  # not part of the format; any level decompresses the same
 _structs: dict[str, struct.Struct] = {}
 
 
-def _array_struct(code: str, n: int) -> struct.Struct:
-    """A cached ``Struct("<{n}{code}")``: n integers of one type."""
-    fmt = f"<{n}{code}"
+def _cached_struct(fmt: str) -> struct.Struct:
+    """A compiled ``Struct(fmt)``, kept in a small cache (cleared when it grows past 512)."""
     s = _structs.get(fmt)
     if s is None:
         if len(_structs) > 512:
             _structs.clear()
         s = _structs[fmt] = struct.Struct(fmt)
     return s
+
+
+def _array_struct(code: str, n: int) -> struct.Struct:
+    """``Struct("<{n}{code}")``: n integers of one type."""
+    return _cached_struct(f"<{n}{code}")
 
 
 def _block_header_struct(n: int) -> struct.Struct:
-    fmt = f"<I{n + 1}I{n}Q{n + 1}I"
-    s = _structs.get(fmt)
-    if s is None:
-        if len(_structs) > 512:
-            _structs.clear()
-        s = _structs[fmt] = struct.Struct(fmt)
-    return s
+    """The header of a data block of n entries: count, key offsets, trailers, value offsets."""
+    return _cached_struct(f"<I{n + 1}I{n}Q{n + 1}I")
 
 
 @dataclass

@@ -1026,10 +1026,18 @@ class Engine:
             version = None           # let the inputs go once the compaction is installed
             fresh = {meta.number for meta in self._run_compaction(c)}
             step(sum(f.size for f in files))
-        version = self.versions.current
-        stale = [f for f in version.level_files(cf_id, deepest)
-                 if f.overlaps(start, end) and f.number not in fresh and f.droppable]
-        if stale:
+        # Rewrite each run of adjacent stale files on its own: merging runs that lie on either
+        # side of a fresh file would make outputs that overlap it within the level.
+        runs: list[list[FileMeta]] = [[]]
+        for f in self.versions.current.level_files(cf_id, deepest):
+            if f.overlaps(start, end) and f.number not in fresh and f.droppable:
+                runs[-1].append(f)
+            elif runs[-1]:
+                runs.append([])
+        for stale in runs:
+            if not stale:
+                continue
+            version = self.versions.current
             lo, hi = compaction_mod.key_range(stale)
             c = compaction_mod.build_compaction(version, cf_id, deepest, stale, lo, hi, set(), output_level=deepest)
             c.trivial_move = False

@@ -523,15 +523,12 @@ class Engine:
                 with self._bg_cv:
                     self._compaction_wanted = True
                     self._bg_cv.notify_all()
-                    while self._max_l0_files() >= opts.l0_stop_trigger and self._bg_error is None and not self._stop:
+                    while self._sv.l0_files >= opts.l0_stop_trigger and self._bg_error is None and not self._stop:
                         self._bg_cv.wait(0.1)
             else:
                 self._stats["slowdowns"] += 1
                 time.sleep(0.001)
             self._stats["stall_seconds"] += time.monotonic() - t0
-
-    def _max_l0_files(self) -> int:
-        return self._sv.l0_files
 
     def _freeze(self) -> None:
         """REQUIRES: the write lock. Freeze the active memtables and start a new WAL segment."""

@@ -737,7 +737,7 @@ class SSTableReader:
         cache = self._block_cache  # _data_block, inlined
         block = None if cache is None else cache.get((self._file_number, self._block_offsets[bi]))
         raw, ko, n, trailers_at, value_offsets_at, values_at = block or self._load_data_block(bi)
-        # Binary search: the first entry whose key is >= user_key.
+        # _lower_bound, inlined: this is every point read's hot path (as is the cache lookup above).
         lo, hi = 0, n
         while lo < hi:
             mid = (lo + hi) >> 1

@@ -736,6 +736,11 @@ def parse(sql: str) -> list[exp.Expr]:
             f"Syntax error at line {line}, column {col}: cannot tokenize the SQL "
             f"(unterminated string, identifier or comment?)", line=line, col=col
         ) from None
+    # SQLite's "REPLACE INTO t ..." is "INSERT OR REPLACE INTO t ..."; sqlglot sees a command
+    for i, tok in enumerate(tokens):
+        if tok.token_type == TokenType.REPLACE and (i == 0 or tokens[i - 1].token_type == TokenType.SEMICOLON) \
+                and i + 1 < len(tokens) and tokens[i + 1].text.lstrip()[:4].upper() == "INTO":
+            return parse(sql[:tok.start] + "INSERT OR REPLACE" + sql[tok.end + 1:])
     try:
         trees = _DIALECT.parser(error_level=ErrorLevel.IMMEDIATE).parse(tokens, sql)
     except ParseError as e:

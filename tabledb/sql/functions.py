@@ -127,6 +127,8 @@ def f_substr(x, start, length=_NO_LENGTH):
     blob = _is_blob(x)
     if blob:
         z = bytes(x)
+        if not z:
+            return None                 # SQLite reads an empty blob as a NULL pointer
     else:
         z = _c_text(_to_text(x))
     n = len(z)
@@ -154,7 +156,7 @@ def f_replace(x, pattern, replacement):
         return None
     pattern = _to_text(pattern)
     if pattern == "":
-        return x
+        return _to_text(x) if _is_blob(x) else x
     if replacement is None:
         return None
     return _to_text(x).replace(pattern, _to_text(replacement))

@@ -417,7 +417,7 @@ class KeyCodec:
     ``decode(buf, pos)`` is ``decode_key(buf, types, desc, pos)``. Immutable, thread-safe.
     """
 
-    __slots__ = ("types", "desc", "_encoders", "_decoders")
+    __slots__ = ("types", "desc", "_encoders", "_decoders", "encode")
 
     def __init__(self, types: Sequence[str], desc: Sequence[bool] | None = None):
         types = tuple(types)
@@ -431,8 +431,17 @@ class KeyCodec:
         self.desc = desc
         self._encoders = tuple((_ENCODERS[t], NULL_DESC if d else NULL_ASC, d) for t, d in zip(types, desc))
         self._decoders = tuple((_DECODERS[t], TYPE_TAGS[t], d, t) for t, d in zip(types, desc))
+        # ``encode`` is chosen per codec: the common primary key (one ascending INTEGER) is one C call
+        self.encode = self._encode_one_integer if types == ("INTEGER",) and desc == (False,) else self._encode
 
-    def encode(self, values: Sequence[Any]) -> bytes:
+    def _encode_one_integer(self, values: Sequence[Any]) -> bytes:
+        if len(values) == 1:
+            v = values[0]
+            if type(v) is int and INT64_MIN <= v <= INT64_MAX:
+                return _TAG_U64.pack(TAG_INTEGER, v + _SIGN64)
+        return self._encode(values)
+
+    def _encode(self, values: Sequence[Any]) -> bytes:
         """The key of ``values``: the same bytes as encode_key."""
         if len(values) != len(self._encoders):
             raise DataError(f"key has {len(values)} values for {len(self._encoders)} columns")

@@ -104,8 +104,19 @@ def number_params(node: exp.Expr) -> tuple[dict[int, int], list[str] | None, int
     return mapping, None, positional
 
 
-def bind(prepared: Prepared, params) -> list:
-    """Parameters as a list in placeholder order; ProgrammingError on a count or type mismatch."""
+_FAST_TYPES = frozenset((int, str, float, type(None), bytes))
+
+
+def bind(prepared: Prepared, params):
+    """Parameters as a sequence in placeholder order; ProgrammingError on a count or type mismatch."""
+    tp = type(params)
+    if (tp is tuple or tp is list) and prepared.names is None and len(params) == prepared.nparams:
+        fast = _FAST_TYPES
+        for v in params:
+            if type(v) not in fast or (type(v) is int and not -0x8000000000000000 <= v <= 0x7FFFFFFFFFFFFFFF):
+                break
+        else:
+            return params
     if prepared.names is not None:
         if not hasattr(params, "keys") or not hasattr(params, "__getitem__"):
             if params is None or (isinstance(params, (list, tuple)) and not params):
@@ -693,12 +704,18 @@ def _plan_insert(session: Session, node: exp.Insert, planner: Planner):
     identity = positions == list(range(ncols))
     prepare = writer.prepare
     insert = writer.insert
+    # INSERT INTO t VALUES (?, ?, ...) with every column in order: the parameters are the row
+    direct = (identity and isinstance(source, exp.Values) and len(source.expressions) == 1
+              and all(isinstance(i, exp.Placeholder) and planner.param_index(i) == k
+                      for k, i in enumerate(source.expressions[0].expressions)) and upsert is None)
 
     def run(session: Session, values: list) -> int:
+        txn = session.txn
+        if direct:
+            return 1 if insert(txn, prepare(values), mode)[0] else 0
         rt.params = values
         rt.generation += 1
-        rt.reader = session.txn
-        txn = session.txn
+        rt.reader = txn
         count = 0
         for vals in rows_fn():
             if identity:

@@ -31,6 +31,49 @@ from tabledb.sql.rowcodec import encode_row
 
 MISSING = object()   # a column the INSERT did not name (its DEFAULT applies)
 
+_FIXED_CODES = {"INTEGER": ("q", 0x06), "REAL": ("d", 0x07), "TEXT": ("I", 0x0A), "BLOB": ("I", 0x0B)}
+
+
+def row_encoder(types: list[str]) -> Callable[[Any], bytes]:
+    """An encoder for rows of one table: the bytes of ``rowcodec.encode_row`` (format 1, with
+    every integer as INT64), built for the column types so that a row without NULLs is one
+    struct pack and a join. Rows with NULLs or other types go through ``encode_row``."""
+    from tabledb.sql import rowcodec
+    n = len(types)
+    if n == 0 or n >= 255 or any(t not in _FIXED_CODES for t in types):
+        return encode_row
+    assert rowcodec.FORMAT_VERSION == 1 and rowcodec.TAG_INT64 == 0x06 and rowcodec.TAG_TEXT == 0x0A
+    import struct
+    head = bytes((rowcodec.FORMAT_VERSION, n)) + bytes(_FIXED_CODES[t][1] for t in types)
+    packer = struct.Struct("<" + "".join(_FIXED_CODES[t][0] for t in types))
+    names = [f"v{i}" for i in range(n)]
+    checks, encodes, fields, var = [], [], [], []
+    for i, t in enumerate(types):
+        v = names[i]
+        py = {"INTEGER": "int", "REAL": "float", "TEXT": "str", "BLOB": "bytes"}[t]
+        checks.append(f"type({v}) is not {py}")
+        if t == "TEXT":
+            encodes.append(f"    d{i} = {v}.encode('utf-8')")
+            fields.append(f"len(d{i})")
+            var.append(f"d{i}")
+        elif t == "BLOB":
+            fields.append(f"len({v})")
+            var.append(v)
+        else:
+            fields.append(v)
+    src = [f"def encode(row):",
+           f"    {', '.join(names)}, = row",
+           f"    if {' or '.join(checks)}:",
+           f"        return slow(row)",
+           "    try:",
+           *["    " + e for e in encodes],
+           f"        return b''.join((head, pack({', '.join(fields)}){''.join(', ' + x for x in var)}))",
+           "    except (UnicodeEncodeError, StructError):",
+           "        return slow(row)  # raises the DataError that names the problem"]
+    env = {"slow": encode_row, "head": head, "pack": packer.pack, "StructError": struct.error}
+    exec("\n".join(src), env)  # noqa: S102 - generated from column types only
+    return env["encode"]
+
 
 class IndexWriter:
     __slots__ = ("index", "positions", "codec", "prefix", "unique", "label")
@@ -82,7 +125,49 @@ class TableWriter:
         self.defaults: list[Callable | None] = []
         for c in table.columns:
             self.defaults.append(empty.compile(dialect.parse_one(c.default)) if c.default is not None else None)
-        self._snapshot_max: bytes | None | bool = False  # largest row key in the snapshot (False: unknown)
+        self.encode = row_encoder(self.types)
+        if self.ncols <= 200:
+            self.prepare = self._generated_prepare()
+
+    def _generated_prepare(self) -> Callable[[list], list]:
+        """``prepare`` as straight-line code for this table's columns (no per-column loop)."""
+        fast = {"INTEGER": "type({v}) is int and -0x8000000000000000 <= {v} <= 0x7FFFFFFFFFFFFFFF",
+                "TEXT": "type({v}) is str", "REAL": "type({v}) is float and {v} == {v}",
+                "BLOB": "type({v}) is bytes", "BOOLEAN": "type({v}) is bool"}
+        n = self.ncols
+        names = [f"v{i}" for i in range(n)]
+        lines = ["def prepare(values):", f"    {', '.join(names)}, = values"]
+        for i, v in enumerate(names):
+            lines.append(f"    if {v} is MISSING:")
+            lines.append(f"        {v} = defaults[{i}](None) if defaults[{i}] is not None else None")
+            cond = fast.get(self.types[i])
+            test = f"{v} is not None" + (f" and not ({cond.format(v=v)})" if cond else "")
+            lines.append(f"    if {test}:")
+            lines.append(f"        {v} = coerce({v}, types[{i}], labels[{i}])")
+        if self.rowid_alias:
+            v = names[self.pk_positions[0]]
+            lines.append(f"    if {v} is None:")
+            lines.append(f"        {v} = session.next_rowid(table)")
+        for i, v in enumerate(names):
+            if self.not_null[i]:
+                lines.append(f"    if {v} is None:")
+                lines.append(f"        raise IntegrityError('NOT NULL constraint failed: ' + labels[{i}])")
+        lines.append(f"    row = [{', '.join(names)}]")
+        if self.checks:
+            lines.append("    check(row)")
+        lines.append("    return row")
+        env = {"MISSING": MISSING, "defaults": self.defaults, "coerce": V.coerce_value, "types": self.types,
+               "labels": self.labels, "session": self.session, "table": self.table,
+               "IntegrityError": IntegrityError, "check": self._check}
+        exec("\n".join(lines), env)  # noqa: S102 - generated from the table definition only
+        return env["prepare"]
+
+    def _check(self, row: list) -> None:
+        t = tuple(row)
+        for fn, text in self.checks:
+            r = fn(t)
+            if r is not None and not V.truth(r):
+                raise IntegrityError(f"CHECK constraint failed: {text}")
 
     # -- building a row --------------------------------------------------------
     def prepare(self, values: list) -> list:
@@ -139,9 +224,7 @@ class TableWriter:
         return taken, others
 
     def _exists(self, txn, key: bytes) -> bool:
-        if self._snapshot_max is False:
-            self._snapshot_max = self.session.snapshot_max_key(self.table)
-        smax = self._snapshot_max
+        smax = self.session.snapshot_max_key(self.table)
         if smax is None or key > smax:
             found, value = txn.get_local(key)
             return found and value is not None
@@ -163,7 +246,7 @@ class TableWriter:
 
     def write(self, txn, row, key: bytes) -> None:
         """Write the row and its index entries (no checks)."""
-        txn.put(key, encode_row(row))
+        txn.put(key, self.encode(row))
         if self.indexes:
             suffix = key[len(self.row_prefix):]
             for iw in self.indexes:
@@ -195,6 +278,27 @@ class TableWriter:
     def insert(self, txn, row: list, mode: str = "abort") -> tuple[bool, bytes]:
         """Insert a prepared row; ``mode`` is "abort", "replace" or "ignore".
         Returns (inserted, key)."""
+        if not self.indexes and not self.hidden:
+            # the common case, inlined: a primary key and no secondary indexes
+            key = self.row_prefix + self.pk_codec.encode([row[p] for p in self.pk_positions])
+            smax = self.session._snapshot_max.get(self.table.id, False)
+            if smax is False:
+                smax = self.session.snapshot_max_key(self.table)
+            if smax is None or key > smax:
+                found, value = txn.get_local(key)
+                taken = found and value is not None
+            else:
+                taken = txn.get(key) is not None
+            if not taken:
+                txn.put(key, self.encode(row))
+                if self.rowid_alias:
+                    v = row[self.pk_positions[0]]
+                    session = self.session
+                    session.last_rowid = v
+                    nxt = session.db.rowid_next.get(self.table.id)
+                    if nxt is not None and v >= nxt:
+                        session.db.rowid_next[self.table.id] = v + 1
+                return True, key
         rowid = None
         if self.hidden:
             rowid = self.session.next_rowid(self.table)
@@ -245,7 +349,7 @@ class TableWriter:
                     raise IntegrityError(f"UNIQUE constraint failed: {iw.label}")
             txn.delete(okey)
             txn.put(nkey, nvalue)
-        txn.put(new_key, encode_row(new))
+        txn.put(new_key, self.encode(new))
         if self.rowid_alias:
             self.session.saw_rowid(self.table, new[self.pk_positions[0]])
         return new_key

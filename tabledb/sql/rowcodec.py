@@ -45,9 +45,12 @@ the caller pads. ``decode_row`` of damaged bytes raises CorruptionError with
 Speed: decoding is one ``unpack_from`` plus a slice per TEXT/BLOB, through a
 function generated once per distinct header (version, count, tags) and kept in
 a bounded cache; encoding packs the fixed part with one cached Struct.
-Measured (CPython 3.11, this machine, timeit, median of 5 x 200k) for the row
-(12345, 'alice@example.com', 3.25, 'some text value'): decode_row 0.75 us,
-encode_row 1.5 us; a 20-column mixed row: decode 2.3 us, encode 4.9 us.
+Measured (CPython 3.11.7, this machine, timeit, median of 7 x 200k) for the row
+(12345, 'alice@example.com', 3.25, 'some text value'): decode_row 0.48 us,
+encode_row 1.47 us; a 20-column row of every type: decode 1.74 us, encode 3.68 us.
+The decoder of a header is generated on its second sighting (a compile costs
+~0.17 ms); a row whose header is new goes through the checked decoder (2.3 us
+for the 4-column row above).
 """
 
 from __future__ import annotations
@@ -227,6 +230,8 @@ def _encode_other(v: Any, tag, put, var) -> None:
 
 _PLANS: dict[bytes, Any] = {}     # header (version, count, tags) -> generated decoder
 _MAX_PLANS = 1024                 # beyond this, new headers use the checked decoder
+_SEEN: dict[bytes, None] = {}     # headers decoded once: compiled on their second sighting
+_MAX_SEEN = 8192
 
 
 class _Mismatch(Exception):
@@ -309,6 +314,11 @@ def _decode_new_header(data: bytes) -> tuple:
     tags = header[2:]
     if len(tags) != n or max(tags, default=0) > MAX_TAG:
         return _decode_checked(data)                # raises
+    if header not in _SEEN:                         # a one-off header is not worth a compile
+        if len(_SEEN) >= _MAX_SEEN:
+            _SEEN.clear()
+        _SEEN[header] = None
+        return _decode_checked(data)
     plan = _compile_plan(header, tags)
     _PLANS[header] = plan
     try:

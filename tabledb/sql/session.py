@@ -174,6 +174,7 @@ class Session:
         self.last_rowid: int | None = None
         self.closed = False
         self._snapshot_max: dict[int, bytes | None] = {}
+        self._pins: dict[int, int] = {}   # id(snapshot) -> open results reading it
 
     # -- state ---------------------------------------------------------------
     @property
@@ -329,13 +330,19 @@ class Session:
             if self.snapshot is None and self.txn is not None:
                 self._take_snapshot()
             rt.reader = self.txn
-            return Result(plan.columns, plan.types, self._guard(prepared, plan.root.rows()))
+            snap = self.snapshot
+            self._pins[id(snap)] = self._pins.get(id(snap), 0) + 1
+            return Result(plan.columns, plan.types, self._guard(prepared, plan.root.rows(), pinned=snap))
         snapshot = self.engine.snapshot() if prepared.needs_snapshot else None
         rt.reader = Transaction(self.engine, snapshot)
         return Result(plan.columns, plan.types, self._guard(prepared, plan.root.rows(), snapshot))
 
-    def _guard(self, prepared: Prepared, rows: Iterator, snapshot=None) -> Iterator:
-        """Map stray Python errors to PEP 249 ones and release the snapshot when done."""
+    def _guard(self, prepared: Prepared, rows: Iterator, snapshot=None, pinned=None) -> Iterator:
+        """Map stray Python errors to PEP 249 ones and release the snapshot when done.
+
+        ``pinned`` is the transaction's snapshot: a cursor may go on reading it after
+        COMMIT (as with sqlite3), so the transaction's end closes it only once no
+        result is reading it any more."""
         prepared.in_use = True
         try:
             yield from rows
@@ -349,6 +356,14 @@ class Session:
             prepared.in_use = False
             if snapshot is not None:
                 snapshot.close()
+            if pinned is not None:
+                left = self._pins.get(id(pinned), 1) - 1
+                if left > 0:
+                    self._pins[id(pinned)] = left
+                else:
+                    self._pins.pop(id(pinned), None)
+                    if pinned is not self.snapshot:
+                        _close_quietly(pinned)
 
     # -- transactions -------------------------------------------------------------
     def _take_snapshot(self) -> None:
@@ -397,11 +412,8 @@ class Session:
         self._end_transaction()
 
     def _end_transaction(self) -> None:
-        if self.snapshot is not None:
-            try:
-                self.snapshot.close()
-            except Exception:  # noqa: BLE001 - closing twice or after engine close
-                pass
+        if self.snapshot is not None and id(self.snapshot) not in self._pins:
+            _close_quietly(self.snapshot)
         self.snapshot = None
         self.txn = None
         self.catalog = None
@@ -515,6 +527,13 @@ class Session:
         else:
             root = _explain_dml(self, inner, planner)
         return Result(["plan"], ["TEXT"], iter([(line,) for line in root.explain()]))
+
+
+def _close_quietly(snapshot) -> None:
+    try:
+        snapshot.close()
+    except Exception:  # noqa: BLE001 - closing twice, or after the engine closed
+        pass
 
 
 def _reads(op) -> int:

@@ -1449,12 +1449,12 @@ def like(value: Any, pattern: Any, escape: Any = None):
     ``escape`` None means no ESCAPE clause; otherwise it must be one character
     (ProgrammingError). Operands are converted with to_text.
     """
-    if value is None or pattern is None:
-        return None
-    if escape is not None:
+    if escape is not None:                      # checked first, even with a NULL operand (as SQLite)
         escape = _c_string(to_text(escape))
         if len(escape) != 1:
             raise ProgrammingError("ESCAPE expression must be a single character")
+    if value is None or pattern is None:
+        return None
     if type(pattern) is not str:
         pattern = to_text(pattern)
     if type(value) is not str:

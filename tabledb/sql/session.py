@@ -109,6 +109,8 @@ _FAST_TYPES = frozenset((int, str, float, type(None), bytes))
 
 def bind(prepared: Prepared, params):
     """Parameters as a sequence in placeholder order; ProgrammingError on a count or type mismatch."""
+    if isinstance(prepared.node, dialect.Explain):
+        return []
     tp = type(params)
     if (tp is tuple or tp is list) and prepared.names is None and len(params) == prepared.nparams:
         fast = _FAST_TYPES
@@ -215,6 +217,8 @@ class Session:
         if isinstance(node, exp.Command):
             raise ProgrammingError(f"unsupported statement: {node.sql(dialect='sqlite')[:80]}")
         check_depth(node)
+        if isinstance(node, dialect.Explain):
+            return Prepared(node, {}, None, 0)   # EXPLAIN plans without values: parameters are ignored
         mapping, names, count = number_params(node)
         return Prepared(node, mapping, names, count)
 

@@ -690,7 +690,11 @@ class Compiler:
         if e is None:
             f = lambda r: like(a(r), p(r))  # noqa: E731
         else:
-            f = lambda r: like(a(r), p(r), e(r))  # noqa: E731
+            def f(r):
+                esc = e(r)
+                if esc is None:
+                    return None   # ESCAPE NULL makes the whole LIKE NULL, as in SQLite
+                return like(a(r), p(r), esc)
         if node.args.get("negate"):
             not_ = V.op_not
             return lambda r: not_(f(r))

@@ -1357,7 +1357,15 @@ def _rename_column_sql(sql: str, old: str, new: str) -> str:
     return node.sql(dialect="sqlite")
 
 
+def _plan_copy(session: Session, node, planner: Planner):
+    """COPY t TO|FROM 'file' [WITH (...)]: planned by tabledb.arrow (pyarrow does the file formats).
+    Returns run(session, values) -> rows copied; it runs inside the statement's transaction."""
+    from tabledb import arrow
+    return arrow.plan_copy(session, node, planner)
+
+
 _STATEMENTS = {
+    dialect.Copy: _plan_copy, exp.Copy: _plan_copy,
     exp.Insert: _plan_insert, exp.Update: _plan_update, exp.Delete: _plan_delete,
     exp.Create: _plan_create, exp.Drop: _plan_drop, exp.TruncateTable: _plan_truncate, exp.Alter: _plan_alter,
 }

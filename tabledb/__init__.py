@@ -1,4 +1,4 @@
-"""tabledb: an embedded SQL table store on its own LSM engine.
+"""tabledb: an embedded SQL table store on its own LSM engine, with a DB-API 2.0 interface.
 
     import tabledb
     conn = tabledb.connect("path/to/db")      # a directory, created if missing
@@ -8,12 +8,16 @@
     conn.execute("SELECT * FROM t").fetchall()
 """
 
-from tabledb.dbapi import Connection, Cursor, apilevel, connect, paramstyle, threadsafety
+from tabledb.dbapi import Connection, Cursor, Row, apilevel, connect, paramstyle, threadsafety
 from tabledb.errors import (CorruptionError, DatabaseError, DataError, Error, IntegrityError, InterfaceError,
                             InternalError, NotSupportedError, OperationalError, ProgrammingError, Warning)
+from tabledb.types import (BINARY, DATETIME, NUMBER, ROWID, STRING, Binary, Date, DateFromTicks, Time,
+                           TimeFromTicks, Timestamp, TimestampFromTicks)
 
 __all__ = [
-    "connect", "Connection", "Cursor", "apilevel", "paramstyle", "threadsafety",
+    "connect", "Connection", "Cursor", "Row", "apilevel", "paramstyle", "threadsafety",
     "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError", "IntegrityError",
     "InternalError", "ProgrammingError", "NotSupportedError", "CorruptionError",
+    "Date", "Time", "Timestamp", "DateFromTicks", "TimeFromTicks", "TimestampFromTicks", "Binary",
+    "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID",
 ]

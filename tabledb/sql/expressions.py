@@ -406,12 +406,21 @@ class Compiler:
             return fn
         try_coerce = V.try_coerce
 
+        numeric = type_name_ in ("INTEGER", "REAL")
+
         def coerced(r):
             v = fn(r)
             if v is None:
                 return None
             ok, c = try_coerce(v, type_name_)
-            return c if ok else v
+            if ok:
+                return c
+            if numeric and type(v) is str:
+                # NUMERIC affinity: text that reads as a number compares as that number ('2.5')
+                ok, c = try_coerce(v, "REAL")
+                if ok:
+                    return c
+            return v
         ok, v = self._const(node)
         if ok:
             value = coerced(None)

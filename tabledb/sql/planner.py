@@ -573,9 +573,12 @@ class Planner:
         me = scope.sources.index(source)
         # sargable predicates: column of this source vs. a value computable before the scan
         cands: dict[int, dict] = {}
+        parts: dict[int, int] = {}     # id(conjunct) -> its key-usable parts
         for c in local:
             for pos, kind, value, incl, node in self._sargable(c.node, source, scope, me):
+                parts[id(c)] = parts.get(id(c), 0) + 1
                 if not _value_ok(value, scope, me, self):
+                    parts[id(c)] += 1000   # never exact
                     continue
                 entry = cands.setdefault(pos, {"eq": None, "lo": None, "hi": None})
                 if kind == "eq" or kind == "in":
@@ -649,10 +652,15 @@ class Planner:
                 descr.append(f"{_colname(source, rng_col)} {'<=' if incl else '<'} {v.sql(dialect='sqlite')}")
         access = P.KeyAccess(prefix, types, desc, eq_fns, lo, hi, descr)
         # primary key columns are NOT NULL: the key range decides their predicates exactly
+        # (a conjunct is decided by the range only if every part of it went into the range:
+        # of "id >= 2 AND id BETWEEN 4 AND 6" the BETWEEN lends just one bound)
         exact = set()
         if is_pk:
+            uses: dict[int, int] = {}
             for c in used:
-                if _single_sarg(c.node):
+                uses[id(c)] = uses.get(id(c), 0) + 1
+            for c in used:
+                if _single_sarg(c.node) and uses[id(c)] == parts.get(id(c)):
                     exact.add(id(c))
         residual_parts = [c for c in scan_local if id(c) not in exact]
         residual = _and_all([comp.predicate(c.node) for c in residual_parts]) if residual_parts else None

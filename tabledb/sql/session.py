@@ -30,7 +30,7 @@ from typing import Any, Iterator
 
 from sqlglot import exp
 
-from tabledb.errors import (DataError, Error, IntegrityError, InternalError, NotSupportedError,
+from tabledb.errors import (DataError, Error, SQLSyntaxError, IntegrityError, InternalError, NotSupportedError,
                             OperationalError, ProgrammingError)
 from tabledb.sql import dialect, keys
 from tabledb.sql import values as V
@@ -181,7 +181,7 @@ class Session:
     # -- state ---------------------------------------------------------------
     @property
     def in_transaction(self) -> bool:
-        return self.txn is not None and (self.explicit or len(self.txn) > 0 or self.holds_writer)
+        return self.explicit or (self.txn is not None and (len(self.txn) > 0 or self.holds_writer))
 
     def current_catalog(self) -> Catalog:
         return self.catalog if self.catalog is not None else self.db.catalog
@@ -216,6 +216,12 @@ class Session:
             return p
         if isinstance(node, exp.Command):
             raise ProgrammingError(f"unsupported statement: {node.sql(dialect='sqlite')[:80]}")
+        if not isinstance(node, (exp.Query, exp.DML, exp.DDL, exp.Drop, exp.Transaction, exp.Commit, exp.Rollback,
+                                 exp.Describe, exp.Copy, exp.Alter, exp.TruncateTable, dialect.TableDBStatement)) \
+                and not isinstance(node, (exp.Values,)):
+            raise SQLSyntaxError(f"Syntax error: not a statement: {node.sql(dialect='sqlite')[:60]}", line=1, col=1)
+        if isinstance(node, exp.Select) and not node.expressions:
+            raise SQLSyntaxError("Syntax error: SELECT needs at least one result column", line=1, col=1)
         check_depth(node)
         if isinstance(node, dialect.Explain):
             return Prepared(node, {}, None, 0)   # EXPLAIN plans without values: parameters are ignored
@@ -255,6 +261,8 @@ class Session:
                     total += n
         except BaseException:
             self._undo_statement(sp, catalog_before)
+            if own and self.autocommit and not self.explicit:
+                self.rollback()
             raise
         self.txn.release(sp)
         if own and self.autocommit and not self.explicit:
@@ -330,6 +338,8 @@ class Session:
         rt = prepared.rt
         rt.params = values
         rt.generation += 1
+        if self.txn is None and self.explicit:
+            self._take_snapshot()      # BEGIN ... : the first statement fixes the snapshot
         if self.txn is not None:
             if self.snapshot is None and self.txn is not None:
                 self._take_snapshot()

@@ -251,6 +251,8 @@ class Compiler:
         if isinstance(node, exp.Literal):
             v = literal_value(node)
             return "TEXT" if isinstance(v, str) else "INTEGER" if isinstance(v, int) else "REAL"
+        if isinstance(node, exp.HexString):
+            return "BLOB"
         if isinstance(node, (exp.Count,)):
             return "INTEGER"
         if isinstance(node, (exp.Avg,)):

@@ -1139,7 +1139,7 @@ def _output_name(e: exp.Expr) -> str:
         return e.alias
     if isinstance(e, exp.Column) and not isinstance(e.this, exp.Star):
         return e.name
-    return e.sql(dialect="sqlite")
+    return e.sql(dialect="sqlite", comments=False)
 
 
 def _nulls_first(o: exp.Ordered) -> bool:

@@ -112,6 +112,11 @@ class BloomBuilder:
         self._h1.append(crc32c(key))
         self._h2.append(_zlib_crc32(key))
 
+    def add_many(self, keys) -> None:
+        """Add every key of the list ``keys`` (one C-level pass per hash)."""
+        self._h1.extend(map(crc32c, keys))
+        self._h2.extend(map(_zlib_crc32, keys))
+
     def __len__(self) -> int:
         return len(self._h1)
 

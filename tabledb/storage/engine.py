@@ -32,6 +32,7 @@ from tabledb.errors import (ClosedError, CorruptionError, Error, InvalidArgument
                             OperationalError, StorageIOError)
 from tabledb.storage import compaction as compaction_mod
 from tabledb.storage import dbformat
+from tabledb.storage import ingest as ingest_mod
 from tabledb.storage.batch import ColumnFamily, WriteBatch, check_key, check_range, encode_batch, decode_batch
 from tabledb.storage.cache import BlockCache, TableCache
 from tabledb.storage.dbformat import KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE
@@ -179,7 +180,7 @@ class Engine:
         self._stats = {"wal_torn_tail_bytes": 0, "wal_torn_tail_files": [], "flushes": 0, "compactions": 0,
                        "trivial_moves": 0, "files_dropped_by_tombstone": 0, "stall_seconds": 0.0,
                        "slowdowns": 0, "bytes_written": 0, "bytes_compacted": 0, "wal_syncs": 0,
-                       "recovered_records": 0}
+                       "recovered_records": 0, "ingested_files": 0, "ingested_bytes": 0}
         self.block_cache = BlockCache(opts.block_cache_bytes, opts.block_cache_admit_every)
         self.table_cache = TableCache(fs, path, opts.max_open_files, self.block_cache)
         self.versions = VersionSet(fs, path, opts.num_levels)
@@ -244,9 +245,10 @@ class Engine:
                 self._stats["wal_torn_tail_bytes"] += torn
                 self._stats["wal_torn_tail_files"].append(wal_path)
             for offset, payload in records:
+                # Every record of a segment at or above log_number is unflushed: a flush records the
+                # next segment's number. (The MANIFEST's last_sequence may lie above them: it also
+                # holds sequences reserved for ingestion, so it says nothing about what is in tables.)
                 first, _commit_us, ops = decode_batch(payload, file=wal_path, offset=offset)
-                if first + len(ops) - 1 <= self.versions.last_sequence:
-                    continue  # already in an SSTable: its flush was recorded before the segment went
                 seq = first
                 for kind, cf_id, key, value in ops:
                     mem = mems.get(cf_id)
@@ -554,6 +556,213 @@ class Engine:
         with self._sv_lock:
             self._sv = _SuperVersion(self._mems, tuple(f.mems for f in self._imms), self.versions.current)
 
+    # ------------------------------------------------------------------ ingestion
+    def reserve_sequence(self) -> int:
+        """Hand out a fresh sequence number S for an external table (``sst_writer``), as a one-op write would.
+
+        S is durable before this returns (recorded in the MANIFEST): after a crash the
+        engine never hands it out again. Snapshots taken before this call never see
+        data ingested at S.
+        """
+        with self._write_lock:
+            self._check_writable()
+            seq = self._last_seq + 1
+            try:
+                self.versions.log_and_apply(VersionEdit(last_sequence=seq))
+            except StorageIOError as exc:
+                self._bg_error = exc
+                raise
+            self._last_seq = seq
+        return seq
+
+    def sst_writer(self, path, cf=None, *, sequence: int) -> ingest_mod.ExternalTableWriter:
+        """A builder for an SSTable at ``path`` whose entries all carry ``sequence`` (from
+        ``reserve_sequence``), for ``ingest``. ``path`` may be outside or inside the database
+        directory, but not a name the engine manages. See ``ingest.ExternalTableWriter``."""
+        path = ingest_mod.check_external_path(path, self.path)
+        cf_id = self._cf_id(cf)
+        self._check_open()
+        if type(sequence) is not int:
+            raise InvalidTypeError(f"sequence must be an int, not {type(sequence).__name__}")
+        if not 0 < sequence <= self._last_seq:
+            raise InvalidArgumentError(f"sequence {sequence} was not handed out (latest is {self._last_seq}): "
+                                       "take one from reserve_sequence()")
+        opts = self.options
+        return ingest_mod.ExternalTableWriter(self.fs, path, cf_id=cf_id, sequence=sequence,
+                                              block_size=opts.block_size,
+                                              bloom_bits_per_key=opts.bloom_bits_per_key,
+                                              compression=opts.compression)
+
+    def ingest(self, paths, cf=None, move: bool = True, progress=None) -> dict:
+        """Add the SSTables at ``paths`` to column family ``cf`` atomically: all of them or none.
+
+        Each file is verified (CorruptionError names it), checked (InvalidArgumentError:
+        another column family, a sequence not yet handed out, files overlapping each
+        other, a write into a file's key range at or after its sequence), linked
+        (``move=True``: a hard link, a copy across filesystems; the source is removed
+        once the ingest is durable) or copied (``move=False``) into the directory under a
+        new number and fsynced. Then, under the write lock: memtables overlapping a file
+        are flushed; each file goes to the deepest level where neither that level nor any
+        above it overlaps it (else it becomes the newest L0 file); one MANIFEST edit adds
+        them all. ``progress(done_bytes, total_bytes)`` is called as files are verified
+        and placed (total is twice the input bytes). Returns ``{"files", "bytes",
+        "levels" (per path; None for a file with no entries), "flushed"}``.
+        """
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise InvalidTypeError("ingest takes a list of paths")
+        if progress is not None and not callable(progress):
+            raise InvalidTypeError("progress must be callable")
+        paths = [ingest_mod.check_external_path(p, self.path) for p in paths]
+        cf_id = self._cf_id(cf)
+        self._check_open()
+        result = {"files": 0, "bytes": 0, "levels": [None] * len(paths), "flushed": False}
+        if not paths:
+            return result
+        if len({os.path.abspath(p) for p in paths}) != len(paths):
+            raise InvalidArgumentError("the same file is listed twice")
+        total = 2 * sum(self.fs.file_size(p) for p in paths if self.fs.exists(p))
+        done = 0
+
+        def step(nbytes: int) -> None:
+            nonlocal done
+            done = min(total, done + nbytes)
+            if progress is not None:
+                progress(done, total)
+
+        inputs = []
+        for p in paths:
+            f = ingest_mod.inspect_external_file(self.fs, p)
+            inputs.append(f)
+            step(f.size)
+        ingest_mod.check_inputs(inputs, cf_id, self._last_seq)
+        staged: dict[int, tuple[ingest_mod.ExternalFile, int]] = {}   # index in paths -> (file, number)
+        committed = False
+        try:
+            for i, f in enumerate(inputs):
+                if not f.empty:
+                    staged[i] = (f, self._stage_external(f.path, move))
+                step(f.size)
+            if staged:
+                with self._write_lock:
+                    self._check_writable()
+                    if cf_id not in self._cf_names:
+                        raise InvalidArgumentError("the column family was dropped during the ingest")
+                    result["flushed"] = self._flush_for_ingest(cf_id, [f for f, _ in staged.values()])
+                    with self._compaction_lock:
+                        staged = self._install_ingested(cf_id, staged, result)
+                        committed = True
+        finally:
+            if not committed:
+                for _, number in staged.values():
+                    self._discard_staged(number)
+        if move:
+            for p in paths:
+                try:
+                    self.fs.remove(p)
+                except Error:
+                    pass   # the data is in: a source left behind is only clutter
+        result["files"] = len(staged)
+        result["bytes"] = sum(f.size for f, _ in staged.values())
+        self._stats["ingested_files"] += result["files"]
+        self._stats["ingested_bytes"] += result["bytes"]
+        return result
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise ClosedError("the engine is closed")
+        if self._bg_error is not None:
+            raise OperationalError(f"the engine stopped accepting writes after an error: {self._bg_error}")
+
+    def _stage_external(self, src: str, move: bool) -> int:
+        """Link (``move``) or copy ``src`` into the directory under a new, pending number; fsync it."""
+        number = self.versions.new_file_number()
+        self._pending_outputs.add(number)
+        dst = os.path.join(self.path, dbformat.table_file_name(number))
+        if move:
+            self.fs.link(src, dst)
+            f = self.fs.open_appendable(dst)   # the bytes behind a link must be durable too
+            try:
+                f.sync()
+            finally:
+                f.close()
+        else:
+            self.fs.copy_file(src, dst)
+        return number
+
+    def _discard_staged(self, number: int) -> None:
+        try:
+            self.fs.remove(os.path.join(self.path, dbformat.table_file_name(number)))
+        except Error:
+            pass   # an unreferenced table: the next open deletes it
+        self._pending_outputs.discard(number)
+
+    def _flush_for_ingest(self, cf_id: int, files) -> bool:
+        """REQUIRES: the write lock. Flush every memtable when one of ``cf_id``'s overlaps a file
+        (a key written before the files' sequence must not shadow them from a memtable)."""
+        mems = [self._mems[cf_id]] + [fz.mems[cf_id] for fz in self._imms if cf_id in fz.mems]
+        if not any(ingest_mod.memtable_overlaps(m, f.smallest, f.end) for m in mems for f in files):
+            return False
+        self._freeze()
+        if not self.options.background:
+            self._flush_all_inline()
+            return True
+        with self._bg_cv:
+            self._bg_cv.notify_all()
+            while self._imms and self._bg_error is None and not self._stop:
+                self._bg_cv.wait(0.1)
+        if self._bg_error is not None:
+            raise OperationalError(f"background flush failed: {self._bg_error}")
+        if self._imms:
+            raise ClosedError("the engine is closing")
+        return True
+
+    def _install_ingested(self, cf_id: int, staged: dict, result: dict) -> dict:
+        """REQUIRES: the write and compaction locks. Check, place and commit the staged files.
+
+        Each gets a fresh number here (a rename), so it sorts after every L0 file a flush
+        just made, and ``largest_seq`` = the latest sequence, so it sorts above them in L0.
+        Returns ``staged`` with the final numbers.
+        """
+        version = self.versions.current
+        table = self.table_cache.get
+        for f, _ in staged.values():
+            newer = ingest_mod.newer_write_in_range(version, cf_id, table, f.smallest, f.end, f.props.smallest_seq)
+            if newer is not None:
+                raise InvalidArgumentError(
+                    f"{f.path}: the column family holds {newer}, written at or after the file's sequence "
+                    f"{f.props.smallest_seq} (after reserve_sequence); reserve a new sequence and rebuild the file")
+        edit = VersionEdit(last_sequence=max(f.props.largest_seq for f, _ in staged.values()))
+        for i in list(staged):
+            f, number = staged[i]
+            new_number = self.versions.new_file_number()
+            self._pending_outputs.add(new_number)
+            try:
+                self.fs.rename(os.path.join(self.path, dbformat.table_file_name(number)),
+                               os.path.join(self.path, dbformat.table_file_name(new_number)))
+            except BaseException:
+                self._pending_outputs.discard(new_number)
+                raise
+            staged[i] = (f, new_number)   # the caller removes this name if anything below fails
+            self._pending_outputs.discard(number)
+            level = ingest_mod.choose_level(version, cf_id, f)
+            edit.add.append((cf_id, level, f.file_meta(new_number, self._last_seq)))
+            result["levels"][i] = level
+        final = dict(staged)
+        try:
+            self.versions.log_and_apply(edit)   # syncs the directory first: the new names are durable
+        except BaseException as exc:
+            # The edit may or may not be durable: keep its files (pending) until the next open decides.
+            self._bg_error = exc if isinstance(exc, Error) else OperationalError(str(exc))
+            staged.clear()
+            raise
+        with self._bg_cv:
+            self._publish()
+            for _, number in final.values():
+                self._pending_outputs.discard(number)
+            self._compaction_wanted = True
+            self._bg_cv.notify_all()
+        return final
+
     # ------------------------------------------------------------------ reads
     @property
     def latest_sequence(self) -> int:
@@ -594,7 +803,7 @@ class Engine:
         r = mem.get(key, seq)
         tomb = mem.tombstones.max_covering_seq(key, seq) if mem.tombstones.count else 0
         if r is not None or tomb:
-            return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+            return r[1] if r is not None and (r[0] >> 8) >= tomb and (r[0] & 0xFF) == KIND_PUT else None
         for imm in sv.imms:
             mem = imm.get(cf_id)
             if mem is None:
@@ -602,7 +811,7 @@ class Engine:
             r = mem.get(key, seq)
             tomb = mem.tombstones.max_covering_seq(key, seq) if mem.tombstones.count else 0
             if r is not None or tomb:
-                return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+                return r[1] if r is not None and (r[0] >> 8) >= tomb and (r[0] & 0xFF) == KIND_PUT else None
         # The L0 and deeper-level loops below repeat one body on purpose: this is the hot path of
         # every point read, and a helper call per probed file costs a measurable share of it.
         table = self.table_cache.get
@@ -613,7 +822,7 @@ class Engine:
             tomb = self._file_tombstones(f.number, reader).max_covering_seq(key, seq) if f.range_deletions else 0
             r = reader.get(key, seq)
             if r is not None or tomb:
-                return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+                return r[1] if r is not None and (r[0] >> 8) >= tomb and (r[0] & 0xFF) == KIND_PUT else None
         for lf in sv.version.deeper[cf_id]:
             f = lf.find(key)
             if f is None:
@@ -622,7 +831,7 @@ class Engine:
             tomb = self._file_tombstones(f.number, reader).max_covering_seq(key, seq) if f.range_deletions else 0
             r = reader.get(key, seq)
             if r is not None or tomb:
-                return r[1] if r is not None and (r[0] >> 8) > tomb and (r[0] & 0xFF) == KIND_PUT else None
+                return r[1] if r is not None and (r[0] >> 8) >= tomb and (r[0] & 0xFF) == KIND_PUT else None
         return None
 
     def _file_tombstones(self, number: int, reader) -> RangeTombstones:
@@ -765,13 +974,13 @@ class Engine:
                     if key == last_key or trailer > limit:
                         continue
                     last_key = key
-                    if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(key, seq)):
+                    if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) >= covering(key, seq)):
                         yield key, value
             else:
                 for key, trailer, value in zip(keys, trailers, values):
                     if key != cur_key:
                         if cur is not None and (cur[0] & 0xFF) == KIND_PUT and (
-                                covering is None or (cur[0] >> 8) > covering(cur_key, seq)):
+                                covering is None or (cur[0] >> 8) >= covering(cur_key, seq)):
                             yield cur_key, cur[1]
                         cur_key, cur = key, None
                     if trailer <= limit:
@@ -780,7 +989,7 @@ class Engine:
             if not reverse:
                 nxt = next(it, None)
         if cur is not None and (cur[0] & 0xFF) == KIND_PUT and (
-                covering is None or (cur[0] >> 8) > covering(cur_key, seq)):
+                covering is None or (cur[0] >> 8) >= covering(cur_key, seq)):
             yield cur_key, cur[1]
 
     def _dedupe_forward(self, merged, seq, tombs, _sv, _snapshot):
@@ -795,7 +1004,7 @@ class Engine:
             if (trailer >> 8) > seq:
                 continue
             last_key = key
-            if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(key, seq)):
+            if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) >= covering(key, seq)):
                 yield key, value
 
     def _dedupe_reverse(self, merged, seq, tombs, _sv, _snapshot):
@@ -808,7 +1017,7 @@ class Engine:
             if key != cur_key:
                 if cur is not None:
                     trailer = cur[0]
-                    if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(cur_key, seq)):
+                    if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) >= covering(cur_key, seq)):
                         yield cur_key, cur[1]
                 cur_key = key
                 cur = None
@@ -817,7 +1026,7 @@ class Engine:
                 cur = (trailer, value)   # versions of one key arrive oldest first: keep the newest visible
         if cur is not None:
             trailer = cur[0]
-            if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) > covering(cur_key, seq)):
+            if (trailer & 0xFF) == KIND_PUT and (covering is None or (trailer >> 8) >= covering(cur_key, seq)):
                 yield cur_key, cur[1]
 
     # ------------------------------------------------------------------ flush
@@ -1303,7 +1512,7 @@ class Engine:
             "background_error": None if self._bg_error is None else str(self._bg_error),
         }
         for key in ("flushes", "compactions", "trivial_moves", "files_dropped_by_tombstone", "stall_seconds",
-                    "slowdowns", "bytes_written", "bytes_compacted"):
+                    "slowdowns", "bytes_written", "bytes_compacted", "ingested_files", "ingested_bytes"):
             out[key] = self._stats[key]
         return out
 

@@ -21,6 +21,13 @@ path: closing hands the state back to the registry, reopening takes it again
 While a path is open, opening it again raises DatabaseLockedError, as the LSM
 engine's LOCK file does. ``checkpoint(dir)`` stores a deep copy under ``dir``.
 
+Bulk ingestion (``reserve_sequence``, ``sst_writer``, ``ingest``): the writer
+keeps its operations in a list, registered process-wide under the file's
+absolute path when it closes (it also leaves a small marker file at the path,
+so that ``move=True`` visibly consumes it); ``ingest`` applies them at the
+writer's sequence, as if a batch had been written then, without using a new
+sequence number.
+
 Thread-safety: every public method takes the engine's one lock.
 """
 
@@ -69,11 +76,111 @@ class _State:
         self.families: dict[int, _Family] = {0: _Family("default", 0)}
         self.next_cf_id = 1
         self.sequence = 0
+        self.ingested_files = 0
+        self.ingested_bytes = 0
 
 
 _registry_lock = threading.Lock()
 _registry: dict[str, _State] = {}   # path -> state of every named database, open or closed
 _open_paths: set[str] = set()
+_external: dict[str, "_ExternalTable"] = {}   # absolute path -> a finished sst_writer's table (under _registry_lock)
+
+_MARKER = b"tabledb MemoryEngine external table (its entries live in the process)\n"
+
+
+class _ExternalTable:
+    """What a MemoryEngine ``sst_writer`` wrote: ``ops`` are ``(kind, key, value)``, all at ``sequence``."""
+
+    __slots__ = ("cf_id", "sequence", "ops", "smallest", "end", "size")
+
+    def __init__(self, cf_id: int, sequence: int, ops: list, tombstones: list):
+        self.cf_id = cf_id
+        self.sequence = sequence
+        self.ops = ops + [(KIND_RANGE_DELETE, s, e) for s, e in tombstones]
+        bounds = [(k, k + b"\x00") for _, k, _ in ops] + list(tombstones)
+        self.smallest = min((s for s, _ in bounds), default=None)   # None: empty
+        self.end = max((e for _, e in bounds), default=None)          # exclusive
+        self.size = sum(len(k) + len(v) for _, k, v in self.ops)
+
+
+class MemoryTableWriter:
+    """The MemoryEngine's ``sst_writer``: same checks as the LSM engine's, entries kept in a list."""
+
+    def __init__(self, path: str, cf_id: int, sequence: int):
+        self.path = path
+        self.cf_id = cf_id
+        self.sequence = sequence
+        self._ops: list = []
+        self._tombstones: list = []
+        self._last_key: bytes | None = None
+        self._done = False
+        self._closed = False
+
+    def __enter__(self) -> "MemoryTableWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
+
+    def _next_key(self, key) -> bytes:
+        key = check_key(key)
+        if self._done:
+            raise InvalidArgumentError("the external table writer is closed")
+        if self._last_key is not None and key <= self._last_key:
+            raise InvalidArgumentError(f"keys must be strictly ascending: {key!r} after {self._last_key!r}")
+        self._last_key = key
+        return key
+
+    def put(self, key, value) -> None:
+        key = self._next_key(key)
+        self._ops.append((KIND_PUT, key, check_key(value, "value")))
+
+    def put_many(self, keys, values) -> None:
+        keys, values = list(keys), list(values)
+        if len(keys) != len(values):
+            raise InvalidArgumentError(f"{len(keys)} keys but {len(values)} values")
+        keys = [check_key(k) for k in keys]
+        values = [check_key(v, "value") for v in values]
+        if self._done:
+            raise InvalidArgumentError("the external table writer is closed")
+        if any(a >= b for a, b in zip([self._last_key] + keys, keys) if a is not None):
+            raise InvalidArgumentError("keys must be strictly ascending")
+        for k, v in zip(keys, values):
+            self._ops.append((KIND_PUT, k, v))
+        if keys:
+            self._last_key = keys[-1]
+
+    def delete(self, key) -> None:
+        self._ops.append((KIND_DELETE, self._next_key(key), b""))
+
+    def delete_range(self, start, end) -> None:
+        start, end = check_range(start, end)
+        if self._done:
+            raise InvalidArgumentError("the external table writer is closed")
+        if start < end:
+            self._tombstones.append((start, end))
+
+    @property
+    def num_entries(self) -> int:
+        return len(self._ops)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._done:
+            raise InvalidArgumentError("the external table writer was abandoned")
+        self._done = self._closed = True
+        with open(self.path, "wb") as f:
+            f.write(_MARKER)
+        with _registry_lock:
+            _external[os.path.abspath(self.path)] = _ExternalTable(self.cf_id, self.sequence, self._ops,
+                                                                   self._tombstones)
+
+    def abandon(self) -> None:
+        self._done = True
 
 
 def _registry_key(path) -> str:
@@ -194,6 +301,100 @@ class MemoryEngine:
                     raise AssertionError(f"unknown operation kind {kind}")
             self._state.sequence = sequence
             return sequence
+
+    # -- ingestion -------------------------------------------------------------------------------
+
+    def reserve_sequence(self) -> int:
+        """Use one sequence number, as a one-op write would, and return it."""
+        with self._lock:
+            self._check_open()
+            self._state.sequence += 1
+            return self._state.sequence
+
+    def sst_writer(self, path, cf: ColumnFamily | None = None, *, sequence: int) -> MemoryTableWriter:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidTypeError(f"an external file path must be a str or os.PathLike, not {type(path).__name__}")
+        with self._lock:
+            self._check_open()
+            family = self._family(cf)
+            if type(sequence) is not int:
+                raise InvalidTypeError(f"sequence must be an int, not {type(sequence).__name__}")
+            if not 0 < sequence <= self._state.sequence:
+                raise InvalidArgumentError(f"sequence {sequence} was not handed out (latest is "
+                                           f"{self._state.sequence}): take one from reserve_sequence()")
+            return MemoryTableWriter(os.fspath(path), family.handle.id, sequence)
+
+    def ingest(self, paths, cf: ColumnFamily | None = None, move: bool = True, progress=None) -> dict:
+        """Apply the tables written by ``sst_writer`` at ``paths`` at their sequences, all or none."""
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            raise InvalidTypeError("ingest takes a list of paths")
+        if progress is not None and not callable(progress):
+            raise InvalidTypeError("progress must be callable")
+        for p in paths:
+            if not isinstance(p, (str, os.PathLike)):
+                raise InvalidTypeError(f"an external file path must be a str or os.PathLike, not {type(p).__name__}")
+        keys = [os.path.abspath(os.fspath(p)) for p in paths]
+        with self._lock:
+            self._check_open()
+            family = self._family(cf)
+            result = {"files": 0, "bytes": 0, "levels": [None] * len(keys), "flushed": False}
+            if not keys:
+                return result
+            if len(set(keys)) != len(keys):
+                raise InvalidArgumentError("the same file is listed twice")
+            tables = []
+            with _registry_lock:
+                for key in keys:
+                    table = _external.get(key)
+                    if table is None or not os.path.exists(key):
+                        raise InvalidArgumentError(f"external file {key} does not exist (or was not written by "
+                                                   "this engine kind's sst_writer)")
+                    tables.append(table)
+            for key, t in zip(keys, tables):
+                if t.cf_id != family.handle.id:
+                    raise InvalidArgumentError(f"{key} was built for column family id {t.cf_id}, "
+                                               f"not {family.handle.id}")
+                if t.sequence > self._state.sequence:
+                    raise InvalidArgumentError(f"{key} holds sequence {t.sequence}, above the latest sequence")
+            ordered = sorted((t for t in tables if t.smallest is not None), key=lambda t: t.smallest)
+            for a, b in zip(ordered, ordered[1:]):
+                if b.smallest < a.end:
+                    raise InvalidArgumentError("external files overlap")
+            for key, t in zip(keys, tables):
+                if t.smallest is None:
+                    continue
+                for k, versions in family.versions.items():
+                    if t.smallest <= k < t.end and versions[-1][0] >= t.sequence:
+                        raise InvalidArgumentError(f"{key}: {k!r} was written at or after the file's sequence")
+                for s, e, q in family.tombstones:
+                    if s < t.end and t.smallest < e and q >= t.sequence:
+                        raise InvalidArgumentError(f"{key}: a range delete was written at or after the file's "
+                                                   "sequence")
+            total = 2 * sum(t.size for t in tables)
+            done = 0
+            for t in tables:
+                for kind, k, v in t.ops:
+                    if kind == KIND_RANGE_DELETE:
+                        family.tombstones.append((k, v, t.sequence))
+                    else:
+                        family.versions.setdefault(k, []).append((t.sequence, v if kind == KIND_PUT else None))
+                done += 2 * t.size
+                if progress is not None:
+                    progress(done, total)
+            if move:
+                with _registry_lock:
+                    for key in keys:
+                        _external.pop(key, None)
+                for key in keys:
+                    try:
+                        os.remove(key)
+                    except OSError:
+                        pass
+            result["files"] = sum(1 for t in tables if t.smallest is not None)
+            result["bytes"] = sum(t.size for t in tables if t.smallest is not None)
+            self._state.ingested_files += result["files"]
+            self._state.ingested_bytes += result["bytes"]
+            return result
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -349,6 +550,8 @@ class MemoryEngine:
                                 "capacity": self._options.get("block_cache_bytes", DEFAULT_BLOCK_CACHE_BYTES)},
                 "column_families": len(self._state.families),
                 "snapshots": len(self._snapshots),
+                "ingested_files": self._state.ingested_files,
+                "ingested_bytes": self._state.ingested_bytes,
             }
 
     def __repr__(self) -> str:

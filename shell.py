@@ -1,8 +1,8 @@
-"""Launch tabledb's SQL shell: ``python shell.py [path]`` (the code is in ``tabledb/shell.py``)."""
+"""Launch tabledb's console: ``python shell.py [path]`` (code in ``tabledb/cli.py``)."""
 
 import sys
 
-from tabledb.shell import main
+from tabledb.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,6 +13,9 @@ Read path: a reader takes the published sequence number first and then the
 *super version* (active memtables, frozen memtables, Version) in one reference,
 so it sees every write up to its sequence and nothing newer.
 
+Bulk ingestion: ``reserve_sequence``, ``sst_writer`` and ``ingest`` add SSTables
+built outside the write path, whole, in one MANIFEST edit (see ``ingest.py``).
+
 Files: ``<dir>/CURRENT``, ``MANIFEST-n``, ``n.log`` (WAL), ``n.sst``, ``LOCK``.
 """
 
@@ -605,7 +608,7 @@ class Engine:
         are flushed; each file goes to the deepest level where neither that level nor any
         above it overlaps it (else it becomes the newest L0 file); one MANIFEST edit adds
         them all. ``progress(done_bytes, total_bytes)`` is called as files are verified
-        and placed (total is twice the input bytes). Returns ``{"files", "bytes",
+        and as they are linked or copied (total is twice the input bytes). Returns ``{"files", "bytes",
         "levels" (per path; None for a file with no entries), "flushed"}``.
         """
         if isinstance(paths, (str, bytes, os.PathLike)):

@@ -37,7 +37,7 @@ import copy
 import os
 import threading
 
-from tabledb.errors import ClosedError, DatabaseLockedError, InvalidArgumentError, InvalidTypeError
+from tabledb.errors import ClosedError, DatabaseLockedError, InvalidArgumentError, InvalidTypeError, StorageIOError
 from tabledb.storage.batch import ColumnFamily, WriteBatch, check_key, check_range
 from tabledb.storage.snapshot import Snapshot, snapshot_sequence
 from tabledb.storage.dbformat import KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE
@@ -173,8 +173,12 @@ class MemoryTableWriter:
         if self._done:
             raise InvalidArgumentError("the external table writer was abandoned")
         self._done = self._closed = True
-        with open(self.path, "wb") as f:
-            f.write(_MARKER)
+        try:
+            with open(self.path, "wb") as f:
+                f.write(_MARKER)
+        except OSError as exc:
+            raise StorageIOError(f"write failed for {self.path}: {exc.strerror or exc}", path=self.path,
+                                 errno=exc.errno) from exc
         with _registry_lock:
             _external[os.path.abspath(self.path)] = _ExternalTable(self.cf_id, self.sequence, self._ops,
                                                                    self._tombstones)

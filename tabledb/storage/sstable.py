@@ -329,8 +329,9 @@ class SSTableWriter:
         if trailer & 0xFF == KIND_DELETE:
             self._num_deletions += n
         # Cut blocks where ``add`` would: once 16 bytes per entry + key and value bytes reach the size.
-        ends = list(accumulate(map(operator.add, map(len, keys), map(len, values)), initial=self._block_bytes))
-        ends = [e + 16 * i for i, e in enumerate(ends)]   # ends[i]: block bytes after i more entries
+        # ends[i]: the block's bytes after i more entries (were no block cut on the way)
+        ends = list(map(operator.add, accumulate(map(operator.add, map(len, keys), map(len, values)),
+                                                 initial=self._block_bytes), range(0, 16 * n + 1, 16)))
         start = 0
         while start < n:
             base = ends[start] - self._block_bytes        # the block's bytes before entry `start`
@@ -874,22 +875,26 @@ class SSTableReader:
         prev = None
         num_entries = num_deletions = 0
         distinct = 0
+        lt, le, eq, neg = operator.lt, operator.le, operator.eq, operator.neg
         for bi in range(self._num_blocks):
             offset = self._block_offsets[bi]
             raw, ko, n, trailers_at, value_offsets_at, values_at = self._parse_data_block(
                 self._read_block(offset, self._block_sizes[bi]), offset)
             keys = [raw[a:b] for a, b in pairwise(ko)]
             trailers = _array_struct("Q", n).unpack_from(raw, trailers_at)
+            kinds = raw[trailers_at:trailers_at + 8 * n:8]   # the low byte of each little-endian trailer
             value_offsets = _array_struct("I", n + 1).unpack_from(raw, value_offsets_at)
-            order = list(zip(keys, [-t for t in trailers]))
-            if (any(a >= b for a, b in pairwise(order)) or (prev is not None and prev >= order[0])
-                    or keys[-1] != self._index_keys[bi] or any(t & 0xFF > KIND_PUT for t in trailers)
-                    or any(a > b for a, b in pairwise(ko)) or any(a > b for a, b in pairwise(value_offsets))):
+            order = list(zip(keys, map(neg, trailers)))
+            # Pairwise checks as map() over two shifted views: C loops, not a Python frame per entry.
+            if (not all(map(lt, order, islice(order, 1, None))) or (prev is not None and prev >= order[0])
+                    or keys[-1] != self._index_keys[bi] or max(kinds) > KIND_PUT
+                    or not all(map(le, ko, islice(ko, 1, None)))
+                    or not all(map(le, value_offsets, islice(value_offsets, 1, None)))):
                 raise self._corrupt("data block entries out of order or disagreeing with the index", offset)
-            distinct += n - sum(1 for a, b in pairwise(keys) if a == b) - (prev is not None and prev[0] == keys[0])
+            distinct += n - sum(map(eq, keys, islice(keys, 1, None))) - (prev is not None and prev[0] == keys[0])
             prev = order[-1]
             num_entries += n
-            num_deletions += sum(1 for t in trailers if t & 0xFF == KIND_DELETE)
+            num_deletions += kinds.count(KIND_DELETE)
         if num_entries != props.num_entries or num_deletions != props.num_deletions:
             raise self._corrupt("entry counts disagree with properties", self._handles[3][0])
         for offset, size in self._handles:

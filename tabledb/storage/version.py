@@ -40,7 +40,8 @@ class FileMeta:
     largest: bytes
     largest_exclusive: bool
     smallest_seq: int
-    largest_seq: int
+    largest_seq: int        # an upper bound of the file's sequences: exact, except for an ingested file,
+                            # which records the latest sequence when it was ingested (L0 sorts by it)
     entries: int
     range_deletions: int
     # True when a bottom-level rewrite could drop something: the file holds point deletes,

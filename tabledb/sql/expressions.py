@@ -808,6 +808,12 @@ class Compiler:
             raise ProgrammingError(f"misuse of aggregate function {function_name(node)}()")
         name = function_name(node)
         args = function_args(node)
+        if name == "last_sequence":
+            # the sequence number of the last committed write (a restore point for RESTORE ... AS OF)
+            if args:
+                raise ProgrammingError("wrong number of arguments to function last_sequence()")
+            rt = self.rt
+            return lambda r: rt.session.engine.latest_sequence
         entry = F.SCALAR_FUNCTIONS.get(name)
         if entry is None:
             raise ProgrammingError(f"no such function: {name}")

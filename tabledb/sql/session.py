@@ -1367,6 +1367,16 @@ def _rename_column_sql(sql: str, old: str, new: str) -> str:
     return node.sql(dialect="sqlite")
 
 
+def _plan_backup_statement(session: Session, node, planner: Planner):
+    """BACKUP, SHOW BACKUPS, VERIFY BACKUP, RESTORE, DROP BACKUP: planned by tabledb.backup.
+    Returns run(session, values) -> Result | int."""
+    try:
+        from tabledb.backup import sql as backup_sql
+    except ImportError:
+        raise NotSupportedError(f"{type(node).__name__.upper()} is not available in this build") from None
+    return backup_sql.plan_statement(session, node, planner)
+
+
 def _plan_copy(session: Session, node, planner: Planner):
     """COPY t TO|FROM 'file' [WITH (...)]: planned by tabledb.arrow (pyarrow does the file formats).
     Returns run(session, values) -> rows copied; it runs inside the statement's transaction."""
@@ -1376,6 +1386,9 @@ def _plan_copy(session: Session, node, planner: Planner):
 
 _STATEMENTS = {
     dialect.Copy: _plan_copy, exp.Copy: _plan_copy,
+    dialect.Backup: _plan_backup_statement, dialect.ShowBackups: _plan_backup_statement,
+    dialect.VerifyBackup: _plan_backup_statement, dialect.Restore: _plan_backup_statement,
+    dialect.DropBackup: _plan_backup_statement,
     exp.Insert: _plan_insert, exp.Update: _plan_update, exp.Delete: _plan_delete,
     exp.Create: _plan_create, exp.Drop: _plan_drop, exp.TruncateTable: _plan_truncate, exp.Alter: _plan_alter,
 }

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) shell.py $(DB)
+	@$(PY) shell.py $(DB)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -1,8 +1,8 @@
-"""Launch tabledb's console: ``python shell.py [path]`` (code in ``tabledb/cli.py``)."""
+"""Launch tabledb's SQL shell: ``python shell.py [path]`` (the code is in ``tabledb/shell/``)."""
 
 import sys
 
-from tabledb.cli import main
+from tabledb.shell import main
 
 if __name__ == "__main__":
     sys.exit(main())

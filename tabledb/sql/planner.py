@@ -119,7 +119,7 @@ class Planner:
     def plan_query(self, node: exp.Expr, parent: Scope | None = None) -> QueryPlan:
         while isinstance(node, exp.Subquery):
             node = node.this
-        with_ = node.args.get("with")
+        with_ = node.args.get("with_") or node.args.get("with")
         if with_ is not None:
             if with_.args.get("recursive"):
                 raise NotSupportedError("WITH RECURSIVE is not supported")

@@ -118,7 +118,8 @@ def test_empty_result_keeps_the_schema(filled):
 
 def test_record_batch_reader_streams(filled):
     conn, rows = filled
-    cur = conn.execute("SELECT * FROM t")
+    # a filter keeps the query off the stored-scan fast path, so the reader pulls from the cursor
+    cur = conn.execute("SELECT * FROM t WHERE id = id")
     reader = arrow.fetch_record_batch(cur, rows_per_batch=64)
     first = reader.read_next_batch()
     assert first.num_rows == 64 and first.schema == ALL_SCHEMA
@@ -127,6 +128,16 @@ def test_record_batch_reader_streams(filled):
     rest = list(reader)
     assert all(b.num_rows <= 64 for b in rest)
     assert as_rows(pa.Table.from_batches([first] + rest)) == rows[:64] + rows[65:]
+    assert cur.fetchall() == []
+
+
+def test_stored_scan_reader_takes_the_whole_result(filled):
+    conn, rows = filled
+    cur = conn.execute("SELECT * FROM t")
+    reader = arrow.fetch_record_batch(cur, rows_per_batch=64)
+    batches = list(reader)
+    assert all(b.num_rows <= 64 for b in batches)
+    assert as_rows(pa.Table.from_batches(batches)) == rows
     assert cur.fetchall() == []
 
 

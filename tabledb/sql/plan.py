@@ -214,6 +214,7 @@ class TableScan(Operator):
         self.rt = rt
         self.table = table
         self.decode = decoder.make()
+        self.defaults = decoder.defaults
         self.access = access
         self.residual = residual     # filter when the key access applies
         self.fallback = fallback     # filter when it does not (the whole predicate)

@@ -61,6 +61,89 @@ class Result:
         self.lastrowid = lastrowid
 
 
+class ResultRows:
+    """The rows of a query: an iterator that maps stray Python errors to PEP 249 ones and
+    releases what the query holds (its snapshot, its cached plan) when it is exhausted,
+    closed or garbage-collected, even if it was never read.
+
+    ``pinned`` is the transaction's snapshot: a cursor may go on reading it after COMMIT
+    (as with sqlite3), so the transaction's end closes it only once no result reads it.
+    """
+
+    __slots__ = ("_session", "_prepared", "_plan", "_snapshot", "_pinned", "_it", "_closed", "__weakref__")
+
+    def __init__(self, session, prepared, plan, snapshot, pinned):
+        self._session = session
+        self._prepared = prepared
+        self._plan = plan
+        self._snapshot = snapshot
+        self._pinned = pinned
+        self._it = None
+        self._closed = False
+        prepared.in_use = True    # a second execution of the same SQL plans afresh meanwhile
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._closed:
+            raise StopIteration
+        try:
+            if self._it is None:
+                self._it = iter(self._plan.root.rows())
+            return next(self._it)
+        except StopIteration:
+            self.close()
+            raise
+        except Error:
+            self.close()
+            raise
+        except RecursionError:
+            self.close()
+            raise OperationalError("query is too deeply nested") from None
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            self.close()
+            raise DataError(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._prepared.in_use = False
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "close"):
+            try:
+                it.close()
+            except Exception:  # noqa: BLE001 - closing a half-read generator must not raise
+                pass
+        if self._snapshot is not None:
+            _close_quietly(self._snapshot)
+            self._snapshot = None
+        if self._pinned is not None:
+            pinned, self._pinned = self._pinned, None
+            self._session._unpin(pinned)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def stored_scan(self):
+        """(reader, table, defaults, ranges) when the rows are exactly the stored rows of one
+        table (all columns in order, no filter) and nothing was read yet; else None. The Arrow
+        layer then decodes the stored rows column-wise instead of through this iterator."""
+        from tabledb.sql.planner import _Rename
+        root = self._plan.root
+        if self._it is not None or self._closed or not isinstance(root, _Rename):
+            return None
+        scan = root.child
+        if not isinstance(scan, P.TableScan) or scan.access is not None or scan.fallback is not None \
+                or scan.reverse or scan.table.hidden_rowid:
+            return None
+        return scan.rt.reader, scan.table, scan.defaults, [scan.table.row_range]
+
+
 class Prepared:
     """A parsed (and for queries and DML, planned) statement, reusable with new parameters."""
 
@@ -346,38 +429,19 @@ class Session:
             rt.reader = self.txn
             snap = self.snapshot
             self._pins[id(snap)] = self._pins.get(id(snap), 0) + 1
-            return Result(plan.columns, plan.types, self._guard(prepared, plan.root.rows(), pinned=snap))
+            return Result(plan.columns, plan.types, ResultRows(self, prepared, plan, None, snap))
         snapshot = self.engine.snapshot() if prepared.needs_snapshot else None
         rt.reader = Transaction(self.engine, snapshot)
-        return Result(plan.columns, plan.types, self._guard(prepared, plan.root.rows(), snapshot))
+        return Result(plan.columns, plan.types, ResultRows(self, prepared, plan, snapshot, None))
 
-    def _guard(self, prepared: Prepared, rows: Iterator, snapshot=None, pinned=None) -> Iterator:
-        """Map stray Python errors to PEP 249 ones and release the snapshot when done.
-
-        ``pinned`` is the transaction's snapshot: a cursor may go on reading it after
-        COMMIT (as with sqlite3), so the transaction's end closes it only once no
-        result is reading it any more."""
-        prepared.in_use = True
-        try:
-            yield from rows
-        except Error:
-            raise
-        except RecursionError:
-            raise OperationalError("query is too deeply nested") from None
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            raise DataError(f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            prepared.in_use = False
-            if snapshot is not None:
-                snapshot.close()
-            if pinned is not None:
-                left = self._pins.get(id(pinned), 1) - 1
-                if left > 0:
-                    self._pins[id(pinned)] = left
-                else:
-                    self._pins.pop(id(pinned), None)
-                    if pinned is not self.snapshot:
-                        _close_quietly(pinned)
+    def _unpin(self, pinned) -> None:
+        left = self._pins.get(id(pinned), 1) - 1
+        if left > 0:
+            self._pins[id(pinned)] = left
+        else:
+            self._pins.pop(id(pinned), None)
+            if pinned is not self.snapshot:
+                _close_quietly(pinned)
 
     # -- transactions -------------------------------------------------------------
     def _take_snapshot(self) -> None:

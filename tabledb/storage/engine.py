@@ -45,7 +45,7 @@ from tabledb.storage.memtable import MemTable
 from tabledb.storage.rangedel import RangeTombstones, visible_max_fragments
 from tabledb.storage.snapshot import Snapshot, snapshot_sequence
 from tabledb.storage.sstable import SSTableWriter
-from tabledb.storage.version import FileMeta, VersionEdit, VersionSet
+from tabledb.storage.version import FileMeta, Version, VersionEdit, VersionSet, new_db_id
 
 SYNC_MODES = ("group", "commit", "off")
 EMPTY_LOG_BYTES = HEADER_SIZE + FILE_HEADER.size   # a log file holding only its header record
@@ -106,15 +106,84 @@ class Options:
 
 
 class _Frozen:
-    """Memtables frozen together with the WAL segment that holds them."""
+    """Memtables frozen together with the WAL segment that holds them.
 
-    __slots__ = ("mems", "wal_number", "wal", "next_wal_number")
+    ``version`` is the Version the flush of these memtables installed (set by the flush;
+    ``backup_view`` waits for it: it holds every write up to the freeze and none after).
+    """
+
+    __slots__ = ("mems", "wal_number", "wal", "next_wal_number", "version")
 
     def __init__(self, mems, wal_number, wal, next_wal_number):
         self.mems = mems
         self.wal_number = wal_number
         self.wal = wal
         self.next_wal_number = next_wal_number
+        self.version = None
+
+
+@dataclass(frozen=True)
+class BackupFile:
+    """One SSTable of a :class:`BackupView`. ``row`` is its MANIFEST "add" row (docs/format.md)."""
+
+    cf_id: int
+    level: int
+    number: int
+    size: int
+    path: str
+    row: list
+
+
+class BackupView:
+    """A consistent, pinned description of the database for a backup (``Engine.backup_view``).
+
+    Every write with a sequence <= ``sequence`` is in ``files``, and no later one.
+    While the view is open its files stay on disk (it holds their Version) and
+    ``snapshot`` reads the database as of ``sequence``. Close it with ``release()``
+    or a ``with`` block.
+
+    ``point_time_us``: the wall clock (microseconds since 1970, UTC) when the view was cut;
+    every write in it committed at or before this instant, every later write after it.
+    ``commit_time_us``: the commit time of the newest write in it (None if unknown).
+    ``wal_next``: the WAL segment that the first write after ``sequence`` went (or goes)
+    to: segments numbered below it hold only writes <= ``sequence``.
+    ``column_families``: {cf_id: name}; ``next_file``: the file number counter at the cut.
+    """
+
+    def __init__(self, engine, *, sequence, point_time_us, commit_time_us, version, column_families,
+                 next_file, wal_next, snapshot):
+        self.sequence = sequence
+        self.point_time_us = point_time_us
+        self.commit_time_us = commit_time_us
+        self.db_id = engine.db_id
+        self.epoch = engine.epoch
+        self.column_families = column_families
+        self.next_file = next_file
+        self.wal_next = wal_next
+        self.snapshot = snapshot
+        self._version = version
+        files = []
+        for cf_id, levels in version.cfs.items():
+            if cf_id not in column_families:
+                continue
+            for level in range(len(levels)):
+                for f in version.level_files(cf_id, level):
+                    files.append(BackupFile(cf_id, level, f.number, f.size,
+                                            os.path.join(engine.path, dbformat.table_file_name(f.number)),
+                                            f.to_json(cf_id, level)))
+        self.files = files
+
+    def release(self) -> None:
+        """Let the files go (compaction may delete them) and close the snapshot. Idempotent."""
+        self._version = None
+        if self.snapshot is not None:
+            self.snapshot.close()
+
+    def __enter__(self) -> "BackupView":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class _SuperVersion:
@@ -180,10 +249,12 @@ class Engine:
         self._compaction_wanted = False
         self._wal_gen = 0
         self._synced_upto = (0, 0)
+        self._last_commit_us: int | None = None   # commit time of the newest write (None: unknown)
         self._stats = {"wal_torn_tail_bytes": 0, "wal_torn_tail_files": [], "flushes": 0, "compactions": 0,
                        "trivial_moves": 0, "files_dropped_by_tombstone": 0, "stall_seconds": 0.0,
                        "slowdowns": 0, "bytes_written": 0, "bytes_compacted": 0, "wal_syncs": 0,
-                       "recovered_records": 0, "ingested_files": 0, "ingested_bytes": 0}
+                       "recovered_records": 0, "ingested_files": 0, "ingested_bytes": 0,
+                       "wal_abandoned_files": [], "wal_sealed": 0}
         self.block_cache = BlockCache(opts.block_cache_bytes, opts.block_cache_admit_every)
         self.table_cache = TableCache(fs, path, opts.max_open_files, self.block_cache)
         self.versions = VersionSet(fs, path, opts.num_levels)
@@ -236,9 +307,16 @@ class Engine:
         # Replay every WAL segment the MANIFEST does not cover, oldest first.
         logs = sorted(n for kind, n in present if kind == "log" and n >= self.versions.log_number)
         last_seq = self.versions.last_sequence
+        recovered: list = []     # (cf_id, FileMeta) of level-0 tables written when the memtables filled up
         for i, number in enumerate(logs):
             wal_path = os.path.join(path, dbformat.wal_file_name(number))
-            records, torn, _ = read_log(fs, wal_path, magic=WAL_MAGIC)
+            records, torn, header = read_log(fs, wal_path, magic=WAL_MAGIC)
+            if header is not None and header[3] != self.versions.epoch:
+                # A segment of another epoch is history this database abandoned (a restore started a
+                # new epoch): never replay it. Renamed, not deleted, so nothing is lost by mistake.
+                fs.rename(wal_path, wal_path + ".abandoned")
+                self._stats["wal_abandoned_files"].append(wal_path)
+                continue
             if torn:
                 if i != len(logs) - 1 and any(
                         fs.file_size(os.path.join(path, dbformat.wal_file_name(n))) > EMPTY_LOG_BYTES
@@ -247,11 +325,12 @@ class Engine:
                                           file=wal_path, offset=fs.file_size(wal_path) - torn)
                 self._stats["wal_torn_tail_bytes"] += torn
                 self._stats["wal_torn_tail_files"].append(wal_path)
-            for offset, payload in records:
+            budget = self.options.memtable_bytes
+            for n, (offset, payload) in enumerate(records):
                 # Every record of a segment at or above log_number is unflushed: a flush records the
                 # next segment's number. (The MANIFEST's last_sequence may lie above them: it also
                 # holds sequences reserved for ingestion, so it says nothing about what is in tables.)
-                first, _commit_us, ops = decode_batch(payload, file=wal_path, offset=offset)
+                first, commit_us, ops = decode_batch(payload, file=wal_path, offset=offset)
                 seq = first
                 for kind, cf_id, key, value in ops:
                     mem = mems.get(cf_id)
@@ -259,12 +338,20 @@ class Engine:
                         mem.add(seq, kind, key, value)
                     seq += 1
                 last_seq = max(last_seq, seq - 1)
+                self._last_commit_us = commit_us
                 self._stats["recovered_records"] += 1
+                if n % 1024 == 1023 and sum(m.approximate_bytes for m in mems.values()) >= budget:
+                    # A long WAL (a restore replays one) must not hold everything in memory at once.
+                    for cf_id, mem in mems.items():
+                        if not mem.empty:
+                            recovered.append((cf_id, self._write_level0(cf_id, mem)))
+                    mems = {cf_id: MemTable() for cf_id in self._cf_names}
         self._last_seq = last_seq
         # A fresh WAL segment; the recovered memtables go straight to L0 so old segments can go.
         self._wal_number = self.versions.new_file_number()
         self._wal = self._new_wal(self._wal_number)
         edit = VersionEdit(log_number=self._wal_number, last_sequence=last_seq)
+        edit.add.extend((cf_id, 0, meta) for cf_id, meta in recovered)
         for cf_id, mem in mems.items():
             if not mem.empty:
                 edit.add.append((cf_id, 0, self._write_level0(cf_id, mem)))
@@ -449,7 +536,8 @@ class Engine:
                 raise OperationalError(f"the engine stopped accepting writes after an error: {self._bg_error}")
             self._make_room()
             first = self._last_seq + 1
-            payload = encode_batch(first, time.time_ns() // 1000, ops)
+            now_us = time.time_ns() // 1000
+            payload = encode_batch(first, now_us, ops)
             wal = self._wal
             try:
                 wal.add_record(payload)
@@ -467,6 +555,7 @@ class Engine:
                 mems[cf_id].add(seq, kind, key, value)
                 seq += 1
             self._last_seq = seq - 1
+            self._last_commit_us = now_us
             if do_sync and mode == "group":
                 target = (self._wal_gen, wal.file.size())
         if do_sync and mode == "group":
@@ -1079,7 +1168,7 @@ class Engine:
             edit.add.append((cf_id, 0, self._write_level0(cf_id, mem)))
             last_seq = max(last_seq, mem.last_sequence)
         edit.last_sequence = last_seq
-        self.versions.log_and_apply(edit)
+        frozen.version = self.versions.log_and_apply(edit)
         with self._bg_cv:
             self._imms.remove(frozen)
             self._publish()
@@ -1412,6 +1501,7 @@ class Engine:
             live = self.versions.live_file_numbers()
             pending = set(self._pending_outputs)
             log_number = self.versions.log_number
+            wal_hold = self.versions.wal_hold
             manifest = self.versions.manifest_number
         active_wals = {self._wal_number} | {f.wal_number for f in list(self._imms)}
         for kind, number in present:
@@ -1419,7 +1509,8 @@ class Engine:
                 self.table_cache.evict(number)
                 self._tombstone_sets.pop(number, None)
                 self.fs.remove(os.path.join(self.path, dbformat.table_file_name(number)))
-            elif kind == "log" and number < log_number and number not in active_wals:
+            elif kind == "log" and number < log_number and number not in active_wals and not (
+                    wal_hold and number >= wal_hold):
                 self.fs.remove(os.path.join(self.path, dbformat.wal_file_name(number)))
             elif kind == "manifest" and number != manifest:
                 self.fs.remove(os.path.join(self.path, dbformat.manifest_file_name(number)))
@@ -1477,11 +1568,213 @@ class Engine:
         vs.last_sequence = last_seq
         vs.next_file = next_file
         vs.log_number = next_file
+        vs.epoch = self.versions.epoch
+        vs.db_id = new_db_id()   # a copy lives on as a database of its own: its backups must not mix with ours
         vs._write_new_manifest()
         vs.close()
         self.fs.sync_dir(tmp)
         self.fs.rename(tmp, dest)
         self.fs.sync_dir(os.path.dirname(os.path.abspath(dest)))
+
+
+    # ------------------------------------------------------------------ backup support
+    # Small building blocks for tabledb.backup (docs/engine-api.md, "Backup support"):
+    # a consistent pinned view of the files, WAL segments kept for an archiver, and a way
+    # to assemble a database directory from backed-up SSTables.
+
+    @property
+    def db_id(self) -> str:
+        """This database's id: 32 hex digits, made at creation, kept in the MANIFEST.
+        A checkpoint or a restored copy gets a new one."""
+        self._check_open()
+        return self.versions.db_id
+
+    @property
+    def epoch(self) -> int:
+        """The WAL epoch: every WAL segment's header carries it, and recovery replays only
+        segments of the current epoch (a restored database starts a new one)."""
+        self._check_open()
+        return self.versions.epoch
+
+    @property
+    def wal_number(self) -> int:
+        """The number of the active (unsealed) WAL segment."""
+        self._check_open()
+        return self._wal_number
+
+    def seal_wal(self) -> int | None:
+        """Seal the active WAL segment (fsync it, start a new one) without flushing the memtables.
+
+        Returns the sealed segment's number, or None when it holds no record (nothing is
+        sealed then). A sealed segment never changes again; once its writes are flushed it
+        is deleted, unless ``hold_wal`` keeps it.
+        """
+        with self._write_lock:
+            self._check_writable()
+            old = self._wal
+            if old.file.size() <= EMPTY_LOG_BYTES:
+                return None
+            new_number = self.versions.new_file_number()
+            new_wal = self._new_wal(new_number)
+            old.sync()
+            self._synced_upto = (self._wal_gen, old.file.size())
+            self._wal_gen += 1
+            sealed = self._wal_number
+            self._wal = new_wal
+            self._wal_number = new_number
+            self._stats["wal_sealed"] += 1
+        try:
+            old.close()   # synced above; a group-commit fsync that still holds it finds it closed and skips
+        except Error:
+            pass
+        return sealed
+
+    def wal_segments(self) -> list[tuple[int, str]]:
+        """The sealed WAL segments still in the directory, oldest first, as ``(number, path)``.
+
+        The active segment is not listed. Every listed segment is complete and synced; its
+        records' sequences follow those of the segment before it.
+        """
+        self._check_open()
+        with self._write_lock:
+            active = self._wal_number
+        numbers = sorted(n for kind, n in self._engine_files() if kind == "log" and n < active)
+        return [(n, os.path.join(self.path, dbformat.wal_file_name(n))) for n in numbers]
+
+    @property
+    def wal_hold(self) -> int:
+        """The WAL hold (see ``hold_wal``); 0 when there is none."""
+        self._check_open()
+        return self.versions.wal_hold
+
+    def hold_wal(self, number: int | None) -> None:
+        """Keep every sealed WAL segment numbered >= ``number`` after its writes are flushed,
+        until a later call moves the hold up (an archiver copied them); None (or 0) drops the hold.
+
+        The hold is durable (a MANIFEST edit), so held segments survive close and reopen.
+        """
+        if number is not None and (type(number) is not int or number < 0):
+            raise InvalidArgumentError(f"hold_wal takes a segment number or None, not {number!r}")
+        with self._write_lock:
+            self._check_writable()
+            self.versions.log_and_apply(VersionEdit(wal_hold=number or 0))
+        self._delete_obsolete_files()
+
+    def backup_view(self, hold_wal: bool = False, attempts: int = 5) -> BackupView:
+        """Flush the memtables and return a :class:`BackupView`: the SSTables holding every write up to
+        a sequence B and none after, pinned (they stay on disk until the view is released), with a
+        snapshot at B. Writers go on meanwhile; they wait only for the freeze of the memtables.
+
+        ``hold_wal``: also make sure, in the same step, that the WAL segments holding the writes after
+        B are kept (``hold_wal(view.wal_next)`` unless a lower hold exists already).
+
+        A bulk ingest that lands between the freeze and the flush would put data newer than B
+        into the files: the view is then cut again (up to ``attempts`` times, else OperationalError).
+        """
+        self._check_open()
+        for _ in range(max(1, attempts)):
+            target = None
+            with self._write_lock:
+                self._check_writable()
+                self._freeze()
+                seq = self._last_seq
+                point_us = time.time_ns() // 1000
+                commit_us = self._last_commit_us
+                cf_names = dict(self._cf_names)
+                wal_next = self._wal_number
+                with self._snap_lock:
+                    self._snapshots.add(seq)
+                snapshot = Snapshot(self, seq)
+                if hold_wal and not (0 < self.versions.wal_hold <= wal_next):
+                    self.versions.log_and_apply(VersionEdit(wal_hold=wal_next))
+                if not self.options.background:
+                    self._flush_all_inline()
+                elif self._imms:
+                    target = self._imms[0]   # the newest frozen set: flushed after all older ones
+                version = self.versions.current if target is None else None
+                next_file = self.versions.next_file
+            if target is not None:
+                with self._bg_cv:
+                    while target in self._imms and self._bg_error is None and not self._stop:
+                        self._bg_cv.wait(0.1)
+                if self._bg_error is not None:
+                    snapshot.close()
+                    raise OperationalError(f"background flush failed: {self._bg_error}")
+                if target.version is None:
+                    snapshot.close()
+                    raise ClosedError("the engine is closing")
+                version = target.version
+            if all(f.largest_seq <= seq for f in version.all_files()):
+                return BackupView(self, sequence=seq, point_time_us=point_us, commit_time_us=commit_us,
+                                  version=version, column_families=cf_names, next_file=next_file,
+                                  wal_next=wal_next, snapshot=snapshot)
+            snapshot.close()
+        raise OperationalError("backup_view: bulk ingests kept landing while the view was cut; try again")
+
+    @staticmethod
+    def assemble(path, *, column_families: dict, files: list, last_sequence: int, next_file: int,
+                 epoch: int, db_id: str | None = None, wal_records=(), num_levels: int = 7, fs=None) -> dict:
+        """Make ``path`` (an existing directory holding the SSTables ``files`` names, as ``NNNNNN.sst``)
+        a database: write a MANIFEST and CURRENT, and the WAL records to replay when it opens.
+
+        ``column_families``: {cf_id: name} (must include 0, "default"); ``files``: MANIFEST "add" rows
+        (``[cf_id, level, number, size, ...]``, docs/format.md); ``last_sequence``: the newest sequence
+        in the files; ``next_file``: above every file number used; ``epoch``: the WAL epoch the
+        database starts (a restore passes a new one); ``db_id``: None for a new id.
+        ``wal_records``: WAL record payloads (encoded write batches, ``batch.encode_batch``), written to
+        one new segment of ``epoch``; ``Engine.open`` replays them with their own sequence numbers.
+        Every file is fsynced, then the directory. Returns ``{"files", "wal_records", "wal_number"}``.
+        The database is usable only once this returns: a crash before leaves no CURRENT.
+        """
+        fs = fs or DEFAULT_FS
+        path = os.fspath(path)
+        if fs.exists(os.path.join(path, dbformat.CURRENT)):
+            raise InvalidArgumentError(f"{path} already holds a database")
+        if column_families.get(0) != "default":
+            raise InvalidArgumentError("column family 0 must be 'default'")
+        levels: dict[int, list[list[FileMeta]]] = {cf_id: [[] for _ in range(num_levels)]
+                                                    for cf_id in column_families}
+        top = next_file
+        for row in files:
+            cf_id, level, meta = FileMeta.from_json(row)
+            if cf_id not in levels or not 0 <= level < num_levels:
+                raise InvalidArgumentError(f"file {meta.number}: unknown column family {cf_id} or level {level}")
+            name = os.path.join(path, dbformat.table_file_name(meta.number))
+            if not fs.exists(name) or fs.file_size(name) != meta.size:
+                raise InvalidArgumentError(f"{name} is missing or not {meta.size} bytes")
+            levels[cf_id][level].append(meta)
+            top = max(top, meta.number + 1)
+            last_sequence = max(last_sequence, meta.largest_seq)
+        wal_number = top
+        writer = LogWriter(fs.open_writable(os.path.join(path, dbformat.wal_file_name(wal_number))),
+                           magic=WAL_MAGIC, file_number=wal_number, epoch=epoch)
+        count = 0
+        try:
+            for payload in wal_records:
+                writer.add_record(payload)
+                count += 1
+            writer.sync()
+        finally:
+            writer.close()
+        vs = VersionSet(fs, path, num_levels)
+        vs.cf_names = dict(column_families)
+        vs.current = Version({cf_id: vs._build_levels(lv) for cf_id, lv in levels.items()})
+        vs.last_sequence = last_sequence
+        vs.next_file = wal_number + 1
+        vs.log_number = wal_number
+        vs.epoch = epoch
+        vs.db_id = db_id or new_db_id()
+        for row in files:   # the SSTables' bytes must be durable before a MANIFEST names them
+            f = fs.open_appendable(os.path.join(path, dbformat.table_file_name(row[2])))
+            try:
+                f.sync()
+            finally:
+                f.close()
+        fs.sync_dir(path)
+        vs._write_new_manifest()
+        vs.close()
+        fs.sync_dir(path)
+        return {"files": len(files), "wal_records": count, "wal_number": wal_number}
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> dict:
@@ -1508,7 +1801,9 @@ class Engine:
                     "torn_tail_bytes": self._stats["wal_torn_tail_bytes"],
                     "torn_tail_files": list(self._stats["wal_torn_tail_files"]),
                     "syncs": self._stats["wal_syncs"], "sync_mode": self.options.sync_mode,
-                    "recovered_records": self._stats["recovered_records"]},
+                    "recovered_records": self._stats["recovered_records"],
+                    "abandoned_files": list(self._stats["wal_abandoned_files"]),
+                    "sealed": self._stats["wal_sealed"], "hold": self.versions.wal_hold},
             "torn_tail_bytes": self._stats["wal_torn_tail_bytes"],
             "block_cache": self.block_cache.stats(),
             "table_cache": {"open": len(self.table_cache), "capacity": self.options.max_open_files},

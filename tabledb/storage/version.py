@@ -8,6 +8,7 @@ Python references); a file is deleted only when no live Version lists it.
 
 MANIFEST record (JSON object; every field optional):
     {"next_file": int, "last_sequence": int, "log_number": int, "epoch": int,
+     "db_id": str, "wal_hold": int,
      "cf_add": [[id, name], ...], "cf_drop": [id, ...],
      "delete": [[cf_id, level, file_number], ...],
      "add": [[cf_id, level, file_number, size, smallest_hex, largest_hex,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 import weakref
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -67,6 +69,11 @@ class FileMeta:
         droppable = bool(row[11]) if len(row) > 11 else True
         return cf_id, level, FileMeta(number, size, bytes.fromhex(smallest), bytes.fromhex(largest),
                                       bool(excl), sseq, lseq, entries, rdel, droppable)
+
+
+def new_db_id() -> str:
+    """A fresh database id: 32 lowercase hex digits (a random UUID)."""
+    return uuid.uuid4().hex
 
 
 class LevelFiles:
@@ -139,10 +146,12 @@ class VersionEdit:
     last_sequence: int | None = None
     log_number: int | None = None
     epoch: int | None = None
+    db_id: str | None = None      # the database's id (a uuid4 hex), set at creation
+    wal_hold: int | None = None   # keep sealed WAL segments numbered >= this (0: no hold); see Engine.hold_wal
 
     def encode(self) -> bytes:
         obj: dict = {}
-        for name in ("next_file", "last_sequence", "log_number", "epoch"):
+        for name in ("next_file", "last_sequence", "log_number", "epoch", "db_id", "wal_hold"):
             value = getattr(self, name)
             if value is not None:
                 obj[name] = value
@@ -161,7 +170,10 @@ class VersionEdit:
         try:
             obj = json.loads(data)
             edit = cls(next_file=obj.get("next_file"), last_sequence=obj.get("last_sequence"),
-                       log_number=obj.get("log_number"), epoch=obj.get("epoch"))
+                       log_number=obj.get("log_number"), epoch=obj.get("epoch"),
+                       db_id=obj.get("db_id"), wal_hold=obj.get("wal_hold"))
+            if edit.db_id is not None and not isinstance(edit.db_id, str):
+                raise ValueError("db_id must be a string")
             edit.cf_add = [(int(i), str(n)) for i, n in obj.get("cf_add", ())]
             edit.cf_drop = [int(i) for i in obj.get("cf_drop", ())]
             edit.delete = [tuple(int(x) for x in d) for d in obj.get("delete", ())]
@@ -189,6 +201,8 @@ class VersionSet:
         self.last_sequence = 0
         self.log_number = 0
         self.epoch = 0
+        self.db_id: str | None = None
+        self.wal_hold = 0
         self.manifest_number = 0
         self._manifest: LogWriter | None = None
         self._live_versions: weakref.WeakSet = weakref.WeakSet()
@@ -205,6 +219,7 @@ class VersionSet:
         """Initialise an empty database: the default column family, a MANIFEST and CURRENT."""
         self.cf_names = {0: "default"}
         self.current = Version({0: self._empty_levels()})
+        self.db_id = new_db_id()
         self._write_new_manifest()
 
     def recover(self) -> None:
@@ -238,6 +253,8 @@ class VersionSet:
                     cfs[cf_id][level].append(meta)
         self.current = Version({cf: self._build_levels(levels) for cf, levels in cfs.items()})
         self.manifest_number = parsed[1]
+        if self.db_id is None:   # a database made before ids existed gets one now
+            self.db_id = new_db_id()
         # Start a fresh MANIFEST on every open: it compacts the edit log.
         self._write_new_manifest()
 
@@ -250,6 +267,10 @@ class VersionSet:
             self.log_number = max(self.log_number, edit.log_number)
         if edit.epoch is not None:
             self.epoch = edit.epoch
+        if edit.db_id is not None:
+            self.db_id = edit.db_id
+        if edit.wal_hold is not None:
+            self.wal_hold = edit.wal_hold
 
     def _empty_levels(self) -> list:
         return [[]] + [LevelFiles([]) for _ in range(self.num_levels - 1)]
@@ -261,7 +282,8 @@ class VersionSet:
     # -- the MANIFEST ------------------------------------------------------------------------
     def _snapshot_edit(self) -> VersionEdit:
         edit = VersionEdit(next_file=self.next_file, last_sequence=self.last_sequence,
-                           log_number=self.log_number, epoch=self.epoch)
+                           log_number=self.log_number, epoch=self.epoch, db_id=self.db_id,
+                           wal_hold=self.wal_hold)
         edit.cf_add = sorted(self.cf_names.items())
         for cf_id, levels in self.current.cfs.items():
             for level in range(self.num_levels):

@@ -260,6 +260,7 @@ class Session:
         self.closed = False
         self._snapshot_max: dict[int, bytes | None] = {}
         self._pins: dict[int, int] = {}   # id(snapshot) -> open results reading it
+        self.inserts = 0                  # rows inserted by the current transaction
 
     # -- state ---------------------------------------------------------------
     @property
@@ -465,7 +466,12 @@ class Session:
         self.db.acquire_writer(self, self.busy_timeout)
         self.holds_writer = True
         if self.txn is None:
-            self._take_snapshot()
+            if self.autocommit and not self.explicit:
+                # one statement holding the writer lock: nobody else commits while it runs,
+                # so the latest state is as consistent as a snapshot (and costs nothing)
+                self.txn = Transaction(self.engine, None)
+            else:
+                self._take_snapshot()
         elif self.snapshot is not None and self.snapshot.sequence != self.engine.latest_sequence \
                 and len(self.txn) == 0:
             # the transaction read an older state; its reads may be stale
@@ -498,6 +504,7 @@ class Session:
         self.savepoints.clear()
         self.explicit = False
         self._snapshot_max.clear()
+        self.inserts = 0
         if self.holds_writer:
             self.holds_writer = False
             self.db.release_writer(self)

@@ -224,7 +224,11 @@ class TableWriter:
         return taken, others
 
     def _exists(self, txn, key: bytes) -> bool:
-        smax = self.session.snapshot_max_key(self.table)
+        session = self.session
+        session.inserts += 1
+        if session.inserts < 64:
+            return txn.get(key) is not None
+        smax = session.snapshot_max_key(self.table)
         if smax is None or key > smax:
             found, value = txn.get_local(key)
             return found and value is not None
@@ -281,10 +285,15 @@ class TableWriter:
         if not self.indexes and not self.hidden:
             # the common case, inlined: a primary key and no secondary indexes
             key = self.row_prefix + self.pk_codec.encode([row[p] for p in self.pk_positions])
-            smax = self.session._snapshot_max.get(self.table.id, False)
-            if smax is False:
-                smax = self.session.snapshot_max_key(self.table)
-            if smax is None or key > smax:
+            session = self.session
+            session.inserts += 1
+            if session.inserts < 64:
+                smax = b""    # a few rows: a point get is cheaper than finding the table's last key
+            else:
+                smax = session._snapshot_max.get(self.table.id, False)
+                if smax is False:
+                    smax = session.snapshot_max_key(self.table)
+            if smax is None or (smax and key > smax):
                 found, value = txn.get_local(key)
                 taken = found and value is not None
             else:

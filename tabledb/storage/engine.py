@@ -54,6 +54,21 @@ SYNC_MODE_ALIASES = {"every": "commit", "always": "commit", "full": "commit", "s
                      "group_commit": "group", "none": "off", "never": "off", "no": "off"}
 
 
+WAL_PREALLOCATE_BYTES = 1 << 20   # WAL space reserved ahead of the writes (see fs.OSWritableFile)
+
+
+def _wal_has_records(fs, path: str) -> bool:
+    """True when the WAL segment at ``path`` holds more than its header record. Its size cannot
+    tell: a segment left by a crash ends in the zeros preallocated ahead of its writes."""
+    if fs.file_size(path) <= EMPTY_LOG_BYTES:
+        return False
+    try:
+        records, _torn, _header = read_log(fs, path, magic=WAL_MAGIC)
+    except CorruptionError:
+        return True
+    return bool(records)
+
+
 @dataclass
 class Options:
     """Engine options; ``Engine.open(path, **options)`` takes any of these by name."""
@@ -319,7 +334,7 @@ class Engine:
                 continue
             if torn:
                 if i != len(logs) - 1 and any(
-                        fs.file_size(os.path.join(path, dbformat.wal_file_name(n))) > EMPTY_LOG_BYTES
+                        _wal_has_records(fs, os.path.join(path, dbformat.wal_file_name(n)))
                         for n in logs[i + 1:]):
                     raise CorruptionError("WAL segment ends in a damaged record but later segments follow",
                                           file=wal_path, offset=fs.file_size(wal_path) - torn)
@@ -369,7 +384,7 @@ class Engine:
         """
         for kind, number in self._engine_files():
             name = dbformat.table_file_name(number) if kind == "sst" else dbformat.wal_file_name(number)
-            if kind == "sst" or (kind == "log" and self.fs.file_size(os.path.join(self.path, name)) > EMPTY_LOG_BYTES):
+            if kind == "sst" or (kind == "log" and _wal_has_records(self.fs, os.path.join(self.path, name))):
                 raise CorruptionError(f"CURRENT is missing, but the directory holds database files ({name})",
                                       file=os.path.join(self.path, dbformat.CURRENT), offset=0)
 
@@ -381,6 +396,9 @@ class Engine:
 
     def _new_wal(self, number: int) -> LogWriter:
         f = self.fs.open_writable(os.path.join(self.path, dbformat.wal_file_name(number)))
+        preallocate = getattr(f, "preallocate", None)
+        if preallocate is not None:
+            preallocate(WAL_PREALLOCATE_BYTES)   # synced commits then rewrite allocated space only
         writer = LogWriter(f, magic=WAL_MAGIC, file_number=number, epoch=self.versions.epoch)
         writer.sync()
         self.fs.sync_dir(self.path)

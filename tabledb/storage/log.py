@@ -13,6 +13,8 @@ with zeros. The first record of every log file is a header record::
     magic: 6 bytes (b"TDBWAL" or b"TDBMAN") | version: u16 | file_number: u64 | epoch: u64
 
 Reading
+- Zeros where a fragment header should be, with nothing valid after them, end
+  the log cleanly: WAL segments are preallocated ahead of their writes.
 - A damaged or incomplete fragment at the end of the file (a torn write: the
   process or the machine died mid-append) ends the log: the reader stops there
   and reports the number of bytes it dropped (``LogReader.torn_bytes``).
@@ -173,6 +175,12 @@ class LogReader:
                 crc, length, kind = unpack(block, pos)
                 frag_off = block_start + pos
                 end = pos + HEADER_SIZE + length
+                if kind == ZERO_TYPE and length == 0 and crc == 0 and not self._valid_fragment_after(frag_off):
+                    # zeros to the end: space preallocated and never written (or a block's padding
+                    # at the very end). The log ends here; a record begun before it is torn.
+                    if parts:
+                        self.torn_bytes = frag_off - record_offset
+                    return
                 if end > blen or kind > LAST or kind == ZERO_TYPE:
                     self._damage(frag_off, record_offset if parts else frag_off,
                                  "fragment runs past its block" if end > blen else f"bad fragment type {kind}")

@@ -102,14 +102,39 @@ def test_damage_before_valid_records_is_corruption(tmp_path):
     assert 0 < info.value.offset <= off
 
 
-def test_zeroed_tail_is_torn(tmp_path):
+def test_zeroed_tail_is_the_end_of_the_log(tmp_path):
+    # WAL segments are preallocated: zeros after the last record are unwritten space, not damage
     p = tmp_path / "t.log"
     write_log(p, [b"a" * 10])
     with open(p, "ab") as f:
-        f.write(b"\x00" * 5000)
+        f.write(b"\x00" * 70000)
     got, torn, _ = payloads(p)
     assert got == [b"a" * 10]
-    assert torn == 5000
+    assert torn == 0
+
+
+def test_record_cut_by_zeros_is_torn(tmp_path):
+    p = tmp_path / "t.log"
+    write_log(p, [b"a" * 10, b"b" * 100000])
+    data = p.read_bytes()
+    cut = len(data) - 40000                       # inside the long record's later fragments
+    p.write_bytes(data[:cut] + b"\x00" * (len(data) - cut + 5000))
+    got, torn, _ = payloads(p)
+    assert got == [b"a" * 10]
+    # the cut falls inside a fragment (a bad checksum): everything from the record's first
+    # fragment to the end of the file is dropped
+    assert torn == len(data) + 5000 - (7 + 24) - (7 + 10)
+
+
+def test_zeros_in_the_middle_are_corruption(tmp_path):
+    p = tmp_path / "t.log"
+    write_log(p, [b"a" * 10, b"b" * 10, b"c" * 10])
+    data = bytearray(p.read_bytes())
+    first = 24 + 7 + 7                             # file header record, then record "a"
+    data[first + 10:first + 10 + 17] = b"\x00" * 17  # zero record "b" entirely; "c" follows
+    p.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError):
+        payloads(p)
 
 
 def test_wrong_magic(tmp_path):

@@ -399,7 +399,8 @@ class Cursor:
         n = self.arraysize if size is None else size
         if not isinstance(n, int) or n < 0:
             raise ProgrammingError(f"fetchmany size must be a non-negative int, not {n!r}")
-        out = list(islice(rows, n))
+        take = getattr(rows, "take", None)
+        out = take(n) if take is not None else list(islice(rows, n))
         factory = self.row_factory
         if factory is None:
             return out
@@ -409,10 +410,12 @@ class Cursor:
     def fetchall(self) -> list:
         """The remaining rows."""
         rows = self._result_rows()
+        take = getattr(rows, "take", None)
+        out = take() if take is not None else list(rows)
         factory = self.row_factory
         if factory is None:
-            return list(rows)
-        return [factory(self, r) for r in rows]
+            return out
+        return [factory(self, r) for r in out]
 
     def __iter__(self) -> "Cursor":
         return self

@@ -93,6 +93,7 @@ class Table:
     indexes: list[Index] = field(default_factory=list)
     rowid_alias: bool = False
     next_index_id: int = 1
+    created_width: int = 0   # columns at CREATE TABLE; rows stored since then may lack later ones
 
     def __post_init__(self):
         self._derive()
@@ -132,14 +133,14 @@ class Table:
         return {"id": self.id, "name": self.name, "columns": [c.to_json() for c in self.columns],
                 "primary_key": list(self.primary_key), "checks": list(self.checks),
                 "indexes": [i.to_json() for i in self.indexes], "rowid_alias": self.rowid_alias,
-                "next_index_id": self.next_index_id}
+                "next_index_id": self.next_index_id, "created_width": self.created_width}
 
     @classmethod
     def from_json(cls, d: dict) -> "Table":
         return cls(d["id"], d["name"], [Column.from_json(c) for c in d["columns"]],
                    list(d.get("primary_key") or []), list(d.get("checks") or []),
                    [Index.from_json(i) for i in d.get("indexes") or []], bool(d.get("rowid_alias")),
-                   int(d.get("next_index_id", 1)))
+                   int(d.get("next_index_id", 1)), int(d.get("created_width", 0)))
 
     def clone(self) -> "Table":
         return Table.from_json(self.to_json())

@@ -28,6 +28,7 @@ from tabledb.sql.rowcodec import decode_row
 
 Fn = Callable[[Any], Any]
 _EMPTY = ()
+_second = itemgetter(1)
 
 
 class Operator:
@@ -60,6 +61,8 @@ class RowDecoder:
         self.width = len(table.columns)
         self.defaults = defaults
         self.hidden_rowid = table.hidden_rowid
+        # every stored row has all the columns (no ADD COLUMN since CREATE): the value alone decodes it
+        self.value_only = not table.hidden_rowid and table.created_width == self.width
 
     def make(self) -> Callable[[bytes, bytes], tuple]:
         width = self.width
@@ -215,6 +218,7 @@ class TableScan(Operator):
         self.table = table
         self.decode = decoder.make()
         self.defaults = decoder.defaults
+        self.value_only = decoder.value_only
         self.access = access
         self.residual = residual     # filter when the key access applies
         self.fallback = fallback     # filter when it does not (the whole predicate)
@@ -278,8 +282,11 @@ class TableScan(Operator):
         for start, end in ranges:
             it = reader.scan(start, end, reverse=reverse)
             if pred is None:
-                for key, value in it:
-                    yield decode(key, value)
+                if self.value_only:
+                    yield from map(decode_row, map(_second, it))
+                else:
+                    for key, value in it:
+                        yield decode(key, value)
             else:
                 for key, value in it:
                     row = decode(key, value)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections import OrderedDict
+from itertools import islice
 from decimal import Decimal
 from typing import Any, Iterator
 
@@ -104,6 +105,28 @@ class ResultRows:
         except (ValueError, TypeError, ArithmeticError) as exc:
             self.close()
             raise DataError(f"{type(exc).__name__}: {exc}") from exc
+
+    def take(self, n: int | None = None) -> list:
+        """The next ``n`` rows (all that remain when None) as a list: one C-level loop
+        instead of a Python ``__next__`` call per row."""
+        if self._closed:
+            return []
+        try:
+            if self._it is None:
+                self._it = iter(self._plan.root.rows())
+            out = list(self._it) if n is None else list(islice(self._it, n))
+        except Error:
+            self.close()
+            raise
+        except RecursionError:
+            self.close()
+            raise OperationalError("query is too deeply nested") from None
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            self.close()
+            raise DataError(f"{type(exc).__name__}: {exc}") from exc
+        if n is None or len(out) < n:
+            self.close()
+        return out
 
     def close(self) -> None:
         if self._closed:
@@ -1093,7 +1116,8 @@ def _plan_create_table(session: Session, node: exp.Create, planner: Planner):
                 types.append(st or _infer_type([r[i] for r in rows]))
             names = _unique_names(qplan.columns)
             cat = session.change_catalog()
-            table = Table(cat.next_table_id, tname, [Column(n, t) for n, t in zip(names, types)])
+            table = Table(cat.next_table_id, tname, [Column(n, t) for n, t in zip(names, types)],
+                          created_width=len(names))
             cat.next_table_id += 1
             session.write_table(cat, table)
             p2 = Planner(cat, Runtime(session), {})
@@ -1164,7 +1188,7 @@ def _plan_create_table(session: Session, node: exp.Create, planner: Planner):
         cat = session.change_catalog()
         table = Table(cat.next_table_id, tname, [Column(c.name, c.type, c.not_null, c.default, c.unique)
                                                  for c in columns], list(pk), list(checks),
-                      rowid_alias=rowid_alias)
+                      rowid_alias=rowid_alias, created_width=len(columns))
         cat.next_table_id += 1
         for u in uniques:
             table.indexes.append(Index(table.next_index_id, f"sqlite_autoindex_{tname}_{table.next_index_id}",

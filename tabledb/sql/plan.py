@@ -427,17 +427,12 @@ class Project(Operator):
         return (tuple([f(r) for f in fns]) for r in self.child.rows())
 
 
-class Reorder(Operator):
+class Reorder(Project):
     """Projection that only picks columns (itemgetter), the cheap kind."""
 
     def __init__(self, child: Operator, positions: list[int], names: list[str]):
-        self.child = child
-        self.children = (child,)
-        self.names = names
+        super().__init__(child, [], names)
         self.positions = positions
-
-    def label(self) -> str:
-        return "Project " + ", ".join(self.names)
 
     def rows(self):
         pos = self.positions

@@ -96,15 +96,11 @@ class ResultRows:
         except StopIteration:
             self.close()
             raise
-        except Error:
-            self.close()
-            raise
-        except RecursionError:
-            self.close()
-            raise OperationalError("query is too deeply nested") from None
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            self.close()
-            raise DataError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            mapped = self._failed(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     def take(self, n: int | None = None) -> list:
         """The next ``n`` rows (all that remain when None) as a list: one C-level loop
@@ -115,18 +111,23 @@ class ResultRows:
             if self._it is None:
                 self._it = iter(self._plan.root.rows())
             out = list(self._it) if n is None else list(islice(self._it, n))
-        except Error:
-            self.close()
-            raise
-        except RecursionError:
-            self.close()
-            raise OperationalError("query is too deeply nested") from None
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            self.close()
-            raise DataError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            mapped = self._failed(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         if n is None or len(out) < n:
             self.close()
         return out
+
+    def _failed(self, exc: Exception) -> Exception:
+        """Close, and the PEP 249 error to raise for ``exc`` (``exc`` itself if it is one or unknown)."""
+        self.close()
+        if isinstance(exc, RecursionError):
+            return OperationalError("query is too deeply nested")
+        if isinstance(exc, (ValueError, TypeError, ArithmeticError)) and not isinstance(exc, Error):
+            return DataError(f"{type(exc).__name__}: {exc}")
+        return exc
 
     def close(self) -> None:
         if self._closed:

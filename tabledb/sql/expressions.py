@@ -90,6 +90,7 @@ class Scope:
         self.correlated_ok = True        # False while compiling post-aggregation expressions
         self.used_by_children_count = 0  # references from subqueries (correlation detection)
         self.outer_layout: dict = {}     # the layout of the rows put in ``cell``
+        self.outer_agg_slots: dict | None = None   # or, for aggregated rows, their slots
 
     def find(self, name: str, table: str | None) -> tuple[Source, int] | None:
         low = name.lower()
@@ -316,14 +317,19 @@ class Compiler:
         scope = self.scope
         for _ in range(level):
             scope = scope.parent
+        scope.used_by_children_count += 1
+        cell = scope.cell
+        if scope.outer_agg_slots is not None:
+            index = scope.outer_agg_slots.get(bare_key(source, pos))
+            if index is None:
+                raise ProgrammingError(f"column {node.sql()} must appear in GROUP BY or an aggregate")
+            return lambda r: cell[0][index]
         if not scope.correlated_ok:
             raise NotSupportedError("a correlated subquery cannot refer to an aggregated outer query")
-        scope.used_by_children_count += 1
         try:
             offset = scope.outer_layout[source]
         except KeyError:
             raise NotSupportedError(f"column {node.sql()} of an outer query cannot be used here") from None
-        cell = scope.cell
         index = offset + pos
         return lambda r: cell[0][index]
 
@@ -623,7 +629,7 @@ class Compiler:
         return f
 
     def _in_subquery(self, a: Fn, query: exp.Expr) -> Fn:
-        sub = self.planner.subquery(query, self.scope, self.layout)
+        sub = self.planner.subquery(query, self.scope, self.layout, self.agg_slots)
         if len(sub.columns) != 1:
             raise ProgrammingError(f"sub-select returns {len(sub.columns)} columns - expected 1")
         eq = V.op_eq
@@ -642,9 +648,9 @@ class Compiler:
 
         def f(r):
             v = a(r)
-            if v is None:
-                return None
             value_set, others, has_null = values_of(r)
+            if v is None:
+                return 0 if not value_set and not others and not has_null else None   # NULL IN (empty) is 0
             try:
                 if v in value_set:
                     return 1
@@ -657,7 +663,7 @@ class Compiler:
         return f
 
     def _exists(self, node: exp.Exists) -> Fn:
-        sub = self.planner.subquery(node.this, self.scope, self.layout)
+        sub = self.planner.subquery(node.this, self.scope, self.layout, self.agg_slots)
         cache: dict = {}
         rt = self.rt
 
@@ -673,7 +679,7 @@ class Compiler:
         return f
 
     def _subquery(self, node: exp.Subquery) -> Fn:
-        sub = self.planner.subquery(node.this, self.scope, self.layout)
+        sub = self.planner.subquery(node.this, self.scope, self.layout, self.agg_slots)
         if len(sub.columns) != 1:
             raise ProgrammingError(f"sub-select returns {len(sub.columns)} columns - expected 1")
         cache: dict = {}
@@ -981,8 +987,11 @@ def aggregate_call(node: exp.Expr) -> tuple[str, list[exp.Expr], bool]:
 
 
 def agg_key(node: exp.Expr) -> str:
-    """The identity of an expression when matching GROUP BY keys and aggregate calls."""
-    return node.sql(dialect="sqlite", normalize=False, identify=False).lower()
+    """The identity of an expression when matching GROUP BY keys and aggregate calls.
+    Each parameter is its own value: max(?) and max(?) are two different calls."""
+    text = node.sql(dialect="sqlite", normalize=False, identify=False).lower()
+    params = [p.meta.get("tabledb_param") for p in node.find_all(exp.Placeholder)] if "?" in text or ":" in text else []
+    return text + ("#" + ",".join(map(str, params)) if params else "")
 
 
 def bare_key(source: Source, pos: int) -> str:

@@ -110,6 +110,9 @@ class Planner:
 
     # -- parameters ----------------------------------------------------------
     def param_index(self, node: exp.Placeholder) -> int:
+        index = node.meta.get("tabledb_param") if node.meta else None
+        if index is not None:
+            return index
         try:
             return self.params[id(node)]
         except KeyError:
@@ -139,8 +142,9 @@ class Planner:
             return self._plan_values(node, parent)
         raise NotSupportedError(f"unsupported query: {node.sql(dialect='sqlite')[:60]}")
 
-    def subquery(self, node: exp.Expr, scope: Scope, layout: dict) -> SubPlan:
+    def subquery(self, node: exp.Expr, scope: Scope, layout: dict, agg_slots: dict | None = None) -> SubPlan:
         scope.outer_layout = layout
+        scope.outer_agg_slots = agg_slots   # the outer rows are aggregated rows: columns are slots
         self.subqueries += 1
         before = _ref_counts(scope)
         plan = self.plan_query(node, scope)

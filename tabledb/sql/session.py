@@ -206,6 +206,7 @@ def number_params(node: exp.Expr) -> tuple[dict[int, int], list[str] | None, int
                     raise ProgrammingError("cannot mix named and positional parameters")
                 mapping[id(n)] = positional
                 positional += 1
+            n.meta["tabledb_param"] = mapping[id(n)]   # survives the copies planning makes
     if names:
         return mapping, names, len(names)
     return mapping, None, positional
@@ -240,7 +241,8 @@ def bind(prepared: Prepared, params):
     else:
         if params is None:
             params = ()
-        if isinstance(params, (str, bytes)) or hasattr(params, "keys") or not hasattr(params, "__len__"):
+        if isinstance(params, (str, bytes, set, frozenset)) or hasattr(params, "keys") \
+                or not hasattr(params, "__len__") or not hasattr(params, "__getitem__"):
             if hasattr(params, "keys") and prepared.nparams == 0 and not len(params):
                 params = ()
             else:
@@ -837,6 +839,14 @@ def _plan_insert(session: Session, node: exp.Insert, planner: Planner):
               and all(isinstance(i, exp.Placeholder) and planner.param_index(i) == k
                       for k, i in enumerate(source.expressions[0].expressions)) and upsert is None)
 
+    # INSERT OR IGNORE skips rows that break NOT NULL or CHECK too (ON CONFLICT DO NOTHING only
+    # covers uniqueness); OR REPLACE puts a NOT NULL column's DEFAULT in place of a NULL (SQLite)
+    ignore_all = alternative == "IGNORE"
+    defaulted = [i for i, c in enumerate(table.columns) if c.not_null and c.default is not None] \
+        if mode == "replace" else []
+    if ignore_all or defaulted:
+        direct = False
+
     def run(session: Session, values: list) -> int:
         txn = session.txn
         if direct:
@@ -852,7 +862,16 @@ def _plan_insert(session: Session, node: exp.Insert, planner: Planner):
                 full = [MISSING] * ncols
                 for p, v in zip(positions, vals):
                     full[p] = v
-            row = prepare(full)
+            for i in defaulted:
+                if full[i] is None:
+                    full[i] = MISSING
+            if ignore_all:
+                try:
+                    row = prepare(full)
+                except IntegrityError:
+                    continue
+            else:
+                row = prepare(full)
             if upsert is not None:
                 count += upsert(txn, writer, row)
                 continue

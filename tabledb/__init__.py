@@ -8,6 +8,7 @@
     conn.execute("SELECT * FROM t").fetchall()
 """
 
+from tabledb.backup import restore, verify_backup
 from tabledb.dbapi import Connection, Cursor, Row, apilevel, connect, paramstyle, threadsafety
 from tabledb.errors import (CorruptionError, DatabaseError, DataError, Error, IntegrityError, InterfaceError,
                             InternalError, NotSupportedError, OperationalError, ProgrammingError, Warning)
@@ -15,7 +16,7 @@ from tabledb.types import (BINARY, DATETIME, NUMBER, ROWID, STRING, Binary, Date
                            TimeFromTicks, Timestamp, TimestampFromTicks)
 
 __all__ = [
-    "connect", "Connection", "Cursor", "Row", "apilevel", "paramstyle", "threadsafety",
+    "connect", "restore", "verify_backup", "Connection", "Cursor", "Row", "apilevel", "paramstyle", "threadsafety",
     "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError", "IntegrityError",
     "InternalError", "ProgrammingError", "NotSupportedError", "CorruptionError",
     "Date", "Time", "Timestamp", "DateFromTicks", "TimeFromTicks", "TimestampFromTicks", "Binary",

@@ -39,6 +39,7 @@ database).
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import weakref
 from itertools import islice
 from collections.abc import Iterable, Iterator, Mapping
@@ -127,8 +128,27 @@ def connect(path, *, autocommit: bool = False, busy_timeout: float = 5.0, sync: 
         raise ProgrammingError("busy_timeout must be a number of seconds") from None
     if "sync_mode" not in options and sync is False:
         options["sync_mode"] = "off"
+    archive_interval = options.pop("wal_archive_interval", None)
+    if archive_interval is not None and (isinstance(archive_interval, bool) or
+                                         not isinstance(archive_interval, (int, float)) or archive_interval <= 0):
+        raise ProgrammingError("wal_archive_interval must be a positive number of seconds")
     db = _guard(open_database)(path, options)
-    return Connection(db, autocommit, timeout, sync)
+    connection = Connection(db, autocommit, timeout, sync)
+    _resume_wal_archive(db, archive_interval)
+    return connection
+
+
+def _resume_wal_archive(db, interval) -> None:
+    """If the database archives its WAL to a backup target, (re)start its archiver (tabledb.backup.archive)."""
+    if interval is not None:
+        db.wal_archive_interval = interval
+    if db.memory or db.path is None:
+        return
+    from tabledb.backup.archive import ARCHIVE_FILE
+    if not os.path.exists(os.path.join(db.path, ARCHIVE_FILE)):
+        return
+    from tabledb.backup import archive
+    archive.resume(db.engine, getattr(db, "wal_archive_interval", None))
 
 
 class Connection:
@@ -246,6 +266,21 @@ class Connection:
         self._check()
         from tabledb import arrow
         return arrow.ingest_arrow(self, table_name, data, mode)
+
+    def backup(self, target, *, incremental: bool = True, wal_archive: bool = True, label: str | None = None,
+               tables=None, progress=None) -> dict:
+        """Back up the database to ``target`` (a directory or a pyarrow.fs URI) while writers go on,
+        as ``BACKUP DATABASE`` (or ``BACKUP TABLE`` with ``tables``) does; returns its row as a dict
+        (backup_id, kind, parent_id, sequence, created_at, files_copied, bytes_copied, files_total,
+        bytes_total). Uncommitted writes of this connection are not in it.
+        ``progress(done_bytes, total_bytes)`` is called as files are copied. See tabledb.backup."""
+        self._check()
+        if isinstance(tables, str):
+            tables = [tables]
+        from tabledb.backup.sql import backup_database
+        return _guard(backup_database)(self._db, target, incremental=incremental, wal_archive=wal_archive,
+                                       label=label, tables=list(tables) if tables is not None else None,
+                                       progress=progress)
 
     def __enter__(self) -> "Connection":
         self._check()

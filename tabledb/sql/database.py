@@ -16,7 +16,7 @@ from tabledb.sql import keys
 from tabledb.sql.catalog import CATALOG_CF, Catalog
 
 _registry: dict[str, "Database"] = {}
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()   # a Connection finalized during open_database re-enters it
 
 ENGINE_OPTIONS = {
     "sync_mode", "memtable_bytes", "block_cache_bytes", "block_cache_admit_every", "max_open_files",

@@ -16,6 +16,10 @@ so it sees every write up to its sequence and nothing newer.
 Bulk ingestion: ``reserve_sequence``, ``sst_writer`` and ``ingest`` add SSTables
 built outside the write path, whole, in one MANIFEST edit (see ``ingest.py``).
 
+Backup support: ``backup_view`` (a consistent set of SSTables plus sealed WAL segments, pinned
+while writers go on), ``seal_wal``/``wal_segments``/``hold_wal`` (for a WAL archiver), and
+``assemble`` (a database directory from backed-up files); ``tabledb.backup`` builds on them.
+
 Files: ``<dir>/CURRENT``, ``MANIFEST-n``, ``n.log`` (WAL), ``n.sst``, ``LOCK``.
 """
 
@@ -162,11 +166,13 @@ class BackupView:
     ``commit_time_us``: the commit time of the newest write in it (None if unknown).
     ``wal_next``: the WAL segment that the first write after ``sequence`` went (or goes)
     to: segments numbered below it hold only writes <= ``sequence``.
+    ``wal_files``: ``[(number, path)]``, sealed WAL segments holding the writes up to ``sequence``
+    that are not in ``files`` (replay them, in order, over the files); pinned like the files.
     ``column_families``: {cf_id: name}; ``next_file``: the file number counter at the cut.
     """
 
     def __init__(self, engine, *, sequence, point_time_us, commit_time_us, version, column_families,
-                 next_file, wal_next, snapshot):
+                 next_file, wal_next, snapshot, wal_files=(), wal_pin=None):
         self.sequence = sequence
         self.point_time_us = point_time_us
         self.commit_time_us = commit_time_us
@@ -176,6 +182,9 @@ class BackupView:
         self.next_file = next_file
         self.wal_next = wal_next
         self.snapshot = snapshot
+        self.wal_files = list(wal_files)
+        self._engine = engine
+        self._wal_pin = wal_pin
         self._version = version
         files = []
         for cf_id, levels in version.cfs.items():
@@ -191,6 +200,9 @@ class BackupView:
     def release(self) -> None:
         """Let the files go (compaction may delete them) and close the snapshot. Idempotent."""
         self._version = None
+        if self._wal_pin is not None:
+            pin, self._wal_pin = self._wal_pin, None
+            self._engine._release_wal_pin(pin)
         if self.snapshot is not None:
             self.snapshot.close()
 
@@ -257,6 +269,7 @@ class Engine:
         self._pending_outputs: set[int] = set()
         self._tombstone_sets: dict[int, RangeTombstones] = {}
         self._busy_files: set[int] = set()
+        self._wal_pins: list[int] = []   # WAL segments numbered >= a pin stay on disk (open backup views)
         self._compact_pointers: dict = {}
         self._imms: list[_Frozen] = []
         self._threads: list[threading.Thread] = []
@@ -341,7 +354,8 @@ class Engine:
                 self._stats["wal_torn_tail_bytes"] += torn
                 self._stats["wal_torn_tail_files"].append(wal_path)
             budget = self.options.memtable_bytes
-            for n, (offset, payload) in enumerate(records):
+            since_check = 0
+            for offset, payload in records:
                 # Every record of a segment at or above log_number is unflushed: a flush records the
                 # next segment's number. (The MANIFEST's last_sequence may lie above them: it also
                 # holds sequences reserved for ingestion, so it says nothing about what is in tables.)
@@ -355,12 +369,15 @@ class Engine:
                 last_seq = max(last_seq, seq - 1)
                 self._last_commit_us = commit_us
                 self._stats["recovered_records"] += 1
-                if n % 1024 == 1023 and sum(m.approximate_bytes for m in mems.values()) >= budget:
+                since_check += len(payload)
+                if since_check >= budget >> 3 and sum(m.approximate_bytes for m in mems.values()) >= budget:
                     # A long WAL (a restore replays one) must not hold everything in memory at once.
                     for cf_id, mem in mems.items():
                         if not mem.empty:
                             recovered.append((cf_id, self._write_level0(cf_id, mem)))
                     mems = {cf_id: MemTable() for cf_id in self._cf_names}
+                if since_check >= budget >> 3:
+                    since_check = 0
         self._last_seq = last_seq
         # A fresh WAL segment; the recovered memtables go straight to L0 so old segments can go.
         self._wal_number = self.versions.new_file_number()
@@ -448,6 +465,11 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has been called."""
+        return self._closed
 
     def _check_open(self) -> None:
         if self._closed:
@@ -1522,13 +1544,16 @@ class Engine:
             wal_hold = self.versions.wal_hold
             manifest = self.versions.manifest_number
         active_wals = {self._wal_number} | {f.wal_number for f in list(self._imms)}
+        # Flushed segments numbered >= keep_from stay: the archiver's hold, or an open backup view's pin
+        # (a pin of 0 keeps every segment).
+        keep_from = min(([wal_hold] if wal_hold else []) + list(self._wal_pins), default=None)
         for kind, number in present:
             if kind == "sst" and number not in live and number not in pending:
                 self.table_cache.evict(number)
                 self._tombstone_sets.pop(number, None)
                 self.fs.remove(os.path.join(self.path, dbformat.table_file_name(number)))
             elif kind == "log" and number < log_number and number not in active_wals and not (
-                    wal_hold and number >= wal_hold):
+                    keep_from is not None and number >= keep_from):
                 self.fs.remove(os.path.join(self.path, dbformat.wal_file_name(number)))
             elif kind == "manifest" and number != manifest:
                 self.fs.remove(os.path.join(self.path, dbformat.manifest_file_name(number)))
@@ -1629,18 +1654,22 @@ class Engine:
         """
         with self._write_lock:
             self._check_writable()
-            old = self._wal
-            if old.file.size() <= EMPTY_LOG_BYTES:
-                return None
-            new_number = self.versions.new_file_number()
-            new_wal = self._new_wal(new_number)
-            old.sync()
-            self._synced_upto = (self._wal_gen, old.file.size())
-            self._wal_gen += 1
-            sealed = self._wal_number
-            self._wal = new_wal
-            self._wal_number = new_number
-            self._stats["wal_sealed"] += 1
+            return self._seal_locked()
+
+    def _seal_locked(self) -> int | None:
+        """REQUIRES: the write lock. ``seal_wal``'s work."""
+        old = self._wal
+        if old.file.size() <= EMPTY_LOG_BYTES:
+            return None
+        new_number = self.versions.new_file_number()
+        new_wal = self._new_wal(new_number)
+        old.sync()
+        self._synced_upto = (self._wal_gen, old.file.size())
+        self._wal_gen += 1
+        sealed = self._wal_number
+        self._wal = new_wal
+        self._wal_number = new_number
+        self._stats["wal_sealed"] += 1
         try:
             old.close()   # synced above; a group-commit fsync that still holds it finds it closed and skips
         except Error:
@@ -1678,23 +1707,33 @@ class Engine:
             self.versions.log_and_apply(VersionEdit(wal_hold=number or 0))
         self._delete_obsolete_files()
 
-    def backup_view(self, hold_wal: bool = False, attempts: int = 5) -> BackupView:
-        """Flush the memtables and return a :class:`BackupView`: the SSTables holding every write up to
-        a sequence B and none after, pinned (they stay on disk until the view is released), with a
-        snapshot at B. Writers go on meanwhile; they wait only for the freeze of the memtables.
+    def backup_view(self, hold_wal: bool = False, flush: bool = False, attempts: int = 5) -> BackupView:
+        """A :class:`BackupView`: the database as of a sequence B, pinned (its files stay on disk until
+        the view is released), with a snapshot at B. Writers go on meanwhile.
 
-        ``hold_wal``: also make sure, in the same step, that the WAL segments holding the writes after
-        B are kept (``hold_wal(view.wal_next)`` unless a lower hold exists already).
+        Without ``flush`` (the default) the active WAL segment is sealed at B and the view is the
+        current SSTables plus ``wal_files``, the sealed segments whose writes are not yet in them
+        (every write up to B is in one or the other, none after): writers wait only for the seal.
+        With ``flush`` the memtables are flushed first and the SSTables alone hold every write up to
+        B (``wal_files`` is empty); writers wait for the freeze. Either way, segments numbered
+        ``wal_next`` and up hold the writes after B.
 
-        A bulk ingest that lands between the freeze and the flush would put data newer than B
-        into the files: the view is then cut again (up to ``attempts`` times, else OperationalError).
+        ``hold_wal``: also make sure, in the same step, that those segments are kept
+        (``hold_wal(view.wal_next)`` unless a lower hold exists already).
+
+        With ``flush``, a bulk ingest that lands between the freeze and the flush would put data
+        newer than B into the files: the view is then cut again (up to ``attempts`` times).
         """
         self._check_open()
         for _ in range(max(1, attempts)):
             target = None
+            wal_files: list[tuple[int, str]] = []
             with self._write_lock:
                 self._check_writable()
-                self._freeze()
+                if flush:
+                    self._freeze()
+                else:
+                    self._seal_locked()
                 seq = self._last_seq
                 point_us = time.time_ns() // 1000
                 commit_us = self._last_commit_us
@@ -1705,12 +1744,24 @@ class Engine:
                 snapshot = Snapshot(self, seq)
                 if hold_wal and not (0 < self.versions.wal_hold <= wal_next):
                     self.versions.log_and_apply(VersionEdit(wal_hold=wal_next))
-                if not self.options.background:
+                if flush and not self.options.background:
                     self._flush_all_inline()
-                elif self._imms:
+                elif flush and self._imms:
                     target = self._imms[0]   # the newest frozen set: flushed after all older ones
-                version = self.versions.current if target is None else None
-                next_file = self.versions.next_file
+                if not flush:
+                    # Pin every segment first: a flush that moves log_number on after we read it must
+                    # find the pin when it deletes segments (it reads the pins after log_number).
+                    self._wal_pins.append(0)
+                with self.versions.lock:     # a flush installs its files and moves log_number together
+                    version = self.versions.current if target is None else None
+                    log_number = self.versions.log_number
+                    next_file = self.versions.next_file
+                if not flush:
+                    self._wal_pins.remove(0)
+                    self._wal_pins.append(log_number)
+                    numbers = sorted(n for kind, n in self._engine_files()
+                                     if kind == "log" and log_number <= n < wal_next)
+                    wal_files = [(n, os.path.join(self.path, dbformat.wal_file_name(n))) for n in numbers]
             if target is not None:
                 with self._bg_cv:
                     while target in self._imms and self._bg_error is None and not self._stop:
@@ -1725,9 +1776,17 @@ class Engine:
             if all(f.largest_seq <= seq for f in version.all_files()):
                 return BackupView(self, sequence=seq, point_time_us=point_us, commit_time_us=commit_us,
                                   version=version, column_families=cf_names, next_file=next_file,
-                                  wal_next=wal_next, snapshot=snapshot)
+                                  wal_next=wal_next, snapshot=snapshot, wal_files=wal_files,
+                                  wal_pin=None if flush else log_number)
             snapshot.close()
         raise OperationalError("backup_view: bulk ingests kept landing while the view was cut; try again")
+
+    def _release_wal_pin(self, number: int) -> None:
+        with self._write_lock:
+            try:
+                self._wal_pins.remove(number)
+            except ValueError:
+                pass
 
     @staticmethod
     def assemble(path, *, column_families: dict, files: list, last_sequence: int, next_file: int,

@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 crash: $(STAMP)
-	TABLEDB_LONG_CRASH=1 $(PY) -m pytest -q -p no:cacheprovider tests/storage/test_crash.py
+	TABLEDB_LONG_CRASH=1 $(PY) -m pytest -q -p no:cacheprovider tests/storage/test_crash.py tests/crash
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

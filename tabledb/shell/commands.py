@@ -58,6 +58,7 @@ DOT_COMMANDS: list[tuple[str, str, str]] = [
     (".backups", ".backups TARGET", "list the backups in TARGET"),
     (".bail", ".bail on|off", "stop a script at its first error (default on)"),
     (".changes", ".changes on|off", "row counts after statements (default on in a terminal)"),
+    (".check", ".check", "verify this database: every checksum, row, index entry and the catalog"),
     (".exit", ".exit", "leave (also .quit, Ctrl-D)"),
     (".export", ".export TABLE FILE", "write TABLE to FILE (.csv or .parquet)"),
     (".headers", ".headers on|off", "show column names (default on in a terminal)"),
@@ -498,6 +499,16 @@ class Shell:
             raise self._usage(".schema")
         for statement in schema_statements(catalog_of(self.conn), args[0] if args else None):
             self.stdout.write(statement + "\n")
+
+    def dot_check(self, args: list[str]) -> None:
+        if args:
+            raise self._usage(".check")
+        from tabledb.check import check_connection, format_report
+        with self.progress("check") as progress:
+            report = check_connection(self.conn, progress=progress)
+        self.stdout.write(format_report(report))
+        if not report["ok"]:
+            raise DatabaseError(f"check found {len(report['problems']) + report['problems_not_listed']} problem(s)")
 
     def dot_stats(self, args: list[str]) -> None:
         if args:

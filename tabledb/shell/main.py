@@ -1,4 +1,5 @@
-"""The command line: ``tabledb [PATH] [-c SQL] [-bail on|off] [-mode MODE] [-headers on|off] [-nullvalue TEXT]``."""
+"""The command line: ``tabledb [PATH] [-c SQL] [-bail on|off] [-mode MODE] [-headers on|off] [-nullvalue TEXT]``,
+and ``tabledb check PATH [--json]`` (tabledb.check; a database folder named ``check``: ``tabledb ./check``)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the shell; returns the exit status (0; 1 if a script or -c had an error; 130 on Ctrl-C)."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """Run the shell; returns the exit status (0; 1 if a script or -c had an error; 130 on Ctrl-C).
+    ``tabledb check PATH [--json]`` checks a database instead (tabledb.check; 1 on problems)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        from tabledb.check import main as check_main
+        return check_main(argv[1:])
+    args = parse_args(argv)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="replace")

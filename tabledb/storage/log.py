@@ -139,6 +139,9 @@ class LogReader:
         self.torn_bytes = 0
         self.header: tuple | None = None
         self._size = file.size()
+        # zeros from offset 0 with nothing valid after: a segment preallocated but killed before
+        # its header was written; it holds no record (header stays None)
+        self._zero_from_start = False
 
     def __iter__(self):
         first = True
@@ -148,7 +151,7 @@ class LogReader:
                 first = False
                 continue
             yield offset, payload
-        if first and self._size and not self.torn_bytes:
+        if first and self._size and not self.torn_bytes and not self._zero_from_start:
             raise CorruptionError("log file has no header record", file=self.path, offset=0)
 
     def _check_header(self, offset: int, payload: bytes) -> None:
@@ -180,6 +183,8 @@ class LogReader:
                     # at the very end). The log ends here; a record begun before it is torn.
                     if parts:
                         self.torn_bytes = frag_off - record_offset
+                    elif frag_off == 0:
+                        self._zero_from_start = True
                     return
                 if end > blen or kind > LAST or kind == ZERO_TYPE:
                     self._damage(frag_off, record_offset if parts else frag_off,

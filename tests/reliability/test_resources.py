@@ -1,0 +1,49 @@
+"""Resources given back: what compaction replaces leaves the disk; found while sizing bench/scale.py."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tabledb.storage import Engine, WriteBatch
+
+
+def fill(db) -> None:
+    for lo in range(0, 60000, 1000):
+        batch = WriteBatch()
+        for i in range(lo, lo + 1000):
+            batch.put(b"%08d" % i, b"x" * 100)
+        db.write(batch)
+
+
+def sst_files(path: str) -> int:
+    return len([n for n in os.listdir(path) if n.endswith(".sst")])
+
+
+def test_compact_range_frees_its_inputs_in_the_foreground(tmp_path):
+    path = str(tmp_path / "db")
+    with Engine.open(path, memtable_bytes=1 << 20, background=False) as db:
+        fill(db)
+        db.flush()
+        db.compact_range()
+        assert sst_files(path) == db.stats()["files"]
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: with background threads (the default) the flush thread's loop "
+                   "variable `frozen` keeps the last flushed _Frozen -- its Version and its memtables -- alive until "
+                   "the next flush, so compact_range leaves its inputs on disk (about twice the table's size until "
+                   "a later flush or a reopen) and a memtable's worth of memory stays held "
+                   "(tabledb/storage/engine.py Engine._flush_loop)")
+def test_compact_range_frees_its_inputs_with_background_threads(tmp_path):
+    path = str(tmp_path / "db")
+    with Engine.open(path, memtable_bytes=1 << 20) as db:
+        fill(db)
+        db.flush()
+        db.compact_range()
+        deadline = time.monotonic() + 1
+        while sst_files(path) != db.stats()["files"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sst_files(path) == db.stats()["files"], \
+            f"{sst_files(path)} tables on disk, {db.stats()['files']} live"

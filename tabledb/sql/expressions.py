@@ -812,6 +812,9 @@ class Compiler:
     def _function(self, node: exp.Func) -> Fn:
         if isinstance(node, exp.AggFunc) or is_aggregate(node):
             raise ProgrammingError(f"misuse of aggregate function {function_name(node)}()")
+        if isinstance(node, exp.LowerHex):
+            # sqlglot folds lower(hex(x)) into one node: run it as the two calls it was
+            return self._c(exp.Lower(this=exp.Hex(this=node.this)))
         name = function_name(node)
         args = function_args(node)
         if name == "last_sequence":

@@ -63,14 +63,19 @@ def built(tmp_path_factory):
         run_transaction(conn, [op])
         model = work
         states.append(model.state())
+    # damage only files the database uses: a compaction's inputs can linger on disk until the
+    # next flush or open (a known engine bug, see test_resources), and damage there is harmless
+    engine = conn._db.engine
+    with engine.versions.lock:
+        live = {f"{f.number:06d}.sst" for f in engine.versions.current.all_files()}
     conn.close()
     names = os.listdir(path)
     wal = [n for n in names if n.endswith(".log")]
     assert len(wal) == 1, wal
     records, torn, _ = read_log(DEFAULT_FS, os.path.join(path, wal[0]), magic=WAL_MAGIC)
     assert torn == 0 and len(records) == TAIL_TXS, (len(records), torn)
-    ssts = sorted((os.path.getsize(os.path.join(path, n)), n) for n in names if n.endswith(".sst"))
-    assert len(ssts) >= 4, ssts
+    ssts = sorted((os.path.getsize(os.path.join(path, n)), n) for n in names if n.endswith(".sst") and n in live)
+    assert ssts, names   # the smallest and the largest live table (one file when compaction merged them all)
     manifest = next(n for n in names if n.startswith("MANIFEST-"))
     edits, _, _ = read_log(DEFAULT_FS, os.path.join(path, manifest), magic=MANIFEST_MAGIC)
     assert len(edits) >= 4

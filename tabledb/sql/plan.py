@@ -443,18 +443,25 @@ class Reorder(Project):
         return map(getter, self.child.rows())
 
 
-class NestedLoopJoin(Operator):
+class _Join(Operator):
+    """Two inputs; a LEFT join pads a left row that matched nothing with ``right_width`` NULLs."""
+
+    def __init__(self, left: Operator, right, left_outer: bool, right_width: int, text: str = ""):
+        self.left = left
+        self.right = right
+        self.children = (left, right)
+        self.left_outer = left_outer
+        self.pad = (None,) * right_width
+        self.text = text
+
+
+class NestedLoopJoin(_Join):
     """For each left row, every right row (materialized once) that passes ``pred``."""
 
     def __init__(self, left: Operator, right: Operator, pred: Fn | None, left_outer: bool, right_width: int,
                  text: str):
-        self.left = left
-        self.right = right
-        self.children = (left, right)
+        super().__init__(left, right, left_outer, right_width, text)
         self.pred = pred
-        self.left_outer = left_outer
-        self.pad = (None,) * right_width
-        self.text = text
 
     def label(self) -> str:
         kind = "Left nested loop join" if self.left_outer else "Nested loop join"
@@ -475,20 +482,15 @@ class NestedLoopJoin(Operator):
                 yield lrow + pad
 
 
-class HashJoin(Operator):
+class HashJoin(_Join):
     """Equi-join: build a hash table of the right rows on their key, probe with left rows."""
 
     def __init__(self, left: Operator, right: Operator, left_keys: list[Fn], right_keys: list[Fn],
                  residual: Fn | None, left_outer: bool, right_width: int, text: str):
-        self.left = left
-        self.right = right
-        self.children = (left, right)
+        super().__init__(left, right, left_outer, right_width, text)
         self.left_keys = left_keys
         self.right_keys = right_keys
         self.residual = residual
-        self.left_outer = left_outer
-        self.pad = (None,) * right_width
-        self.text = text
 
     def label(self) -> str:
         kind = "Left hash join" if self.left_outer else "Hash join"
@@ -549,16 +551,13 @@ def _hash_key(v):
     return V.to_text(v)
 
 
-class LookupJoin(Operator):
+class LookupJoin(_Join):
     """For each left row, look the right table up through its key (index nested loop)."""
 
     def __init__(self, left: Operator, scan, residual: Fn | None, left_outer: bool, right_width: int):
-        self.left = left
+        super().__init__(left, scan, left_outer, right_width)
         self.scan = scan
-        self.children = (left, scan)
         self.residual = residual
-        self.left_outer = left_outer
-        self.pad = (None,) * right_width
 
     def label(self) -> str:
         return ("Left lookup join" if self.left_outer else "Lookup join") + (" + filter" if self.residual else "")
@@ -722,17 +721,21 @@ def _as_count(v, what: str):
 
 
 class Distinct(Operator):
-    def __init__(self, child: Operator):
+    """Rows whose first ``width`` values (all of them when None) were not seen before."""
+
+    def __init__(self, child: Operator, width: int | None = None):
         self.child = child
         self.children = (child,)
+        self.width = width
 
     def label(self) -> str:
         return "Distinct"
 
     def rows(self):
         seen = set()
+        w = self.width
         for row in self.child.rows():
-            k = tuple([_hash_key(v) for v in row])
+            k = tuple([_hash_key(v) for v in (row if w is None else row[:w])])
             if k not in seen:
                 seen.add(k)
                 yield row

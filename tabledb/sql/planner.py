@@ -843,10 +843,7 @@ class Planner:
             elided = self._elide_sort(root, sort_terms, exprs, scope)
         root = _project(root, all_fns, names + [f"_sort{i}" for i in range(len(extra_fns))], exprs, layout, scope)
         if select.args.get("distinct"):
-            if extra_fns:
-                root = _DistinctPrefix(root, len(exprs))
-            else:
-                root = P.Distinct(root)
+            root = P.Distinct(root, len(exprs) if extra_fns else None)   # never on the extra sort keys
         if sort_terms and not elided:
             root = P.Sort(root, [(itemgetter(pos), desc, nf) for pos, desc, nf, _t in sort_terms],
                           ", ".join(t for _p, _d, _n, t in sort_terms))
@@ -937,25 +934,6 @@ class _ValuesOp(P.Operator):
     def rows(self):
         for fns in self.fn_rows:
             yield tuple(f(None) for f in fns)
-
-
-class _DistinctPrefix(P.Operator):
-    def __init__(self, child, width):
-        self.child = child
-        self.children = (child,)
-        self.width = width
-
-    def label(self) -> str:
-        return "Distinct"
-
-    def rows(self):
-        seen = set()
-        w = self.width
-        for row in self.child.rows():
-            k = tuple(P._hash_key(v) for v in row[:w])
-            if k not in seen:
-                seen.add(k)
-                yield row
 
 
 def _project(root, fns, names, exprs, layout, scope):

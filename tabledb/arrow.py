@@ -61,8 +61,9 @@ Ingest
      no UNIQUE index: keys are sorted (Arrow ``sort_indices``) and checked for
      duplicates (IntegrityError). Outside a transaction, when the engine offers
      ``reserve_sequence``/``sst_writer``/``ingest``, the sorted rows and index
-     entries are written as SSTables and ingested in one call; otherwise they
-     are put into the transaction in key order without per-row reads;
+     entries are written as SSTables and ingested in one call
+     (:mod:`tabledb.sql.bulk`); otherwise they are put into the transaction in
+     key order without per-row reads;
    * otherwise every row is checked against the table (primary key and UNIQUE
      indexes) and put, in the order given.
 
@@ -101,9 +102,7 @@ from __future__ import annotations
 import csv as _csv
 import datetime as _dt
 import os
-import shutil
 import sys
-import tempfile
 import uuid
 from collections import deque
 from itertools import islice
@@ -112,7 +111,9 @@ from typing import Any, Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tabledb.errors import DataError, Error, IntegrityError, OperationalError, ProgrammingError
+from tabledb.errors import (DataError, Error, IntegrityError, InvalidArgumentError, InvalidTypeError, OperationalError,
+                            ProgrammingError)
+from tabledb.sql import bulk as B
 from tabledb.sql import keys as K
 from tabledb.sql import rowcodec as R
 from tabledb.sql import values as V
@@ -122,7 +123,6 @@ __all__ = ["ARROW_TYPES", "arrow_c_stream", "fetch_arrow_table", "fetch_record_b
            "plan_copy", "table_reader"]
 
 DEFAULT_BATCH_ROWS = 65536
-SST_TARGET_BYTES = 64 << 20      # an ingested SSTable is closed once this many key+value bytes went in
 _PUT_SLICE = 65536               # entries turned into Python bytes at a time when writing them
 _MAX_LAYOUTS = 64                # distinct row headers in a batch beyond which rows are decoded one by one
 _LITTLE_ENDIAN = sys.byteorder == "little"   # rows and Arrow buffers then share their number layout
@@ -344,8 +344,47 @@ def _mapped_errors(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
 
 def arrow_c_stream(cursor, requested_schema=None):
     """The Arrow PyCapsule stream of the rest of the result (``Cursor.__arrow_c_stream__``), so
-    that ``pyarrow.table(cursor)``, ``polars.from_arrow`` or DuckDB read a cursor directly."""
-    return fetch_record_batch(cursor).__arrow_c_stream__(requested_schema)
+    that ``pyarrow.table(cursor)``, ``polars.from_arrow`` or DuckDB read a cursor directly.
+
+    ``requested_schema`` (the Arrow PyCapsule protocol): None, or a PyCapsule of an ArrowSchema
+    with the result's column names, to which each batch is cast (a safe cast). Anything else
+    is an InvalidTypeError, a schema the result cannot take an InvalidArgumentError (both
+    ProgrammingErrors), raised before a row is read; the result stays where it was. A value the
+    cast cannot keep (an overflow) fails the stream's consumer as it reads that batch."""
+    target = None
+    if requested_schema is not None:
+        names, declared = _result_columns(cursor)
+        target = _requested_schema(requested_schema, names, declared)
+    reader = fetch_record_batch(cursor)
+    if target is None or reader.schema.equals(target):
+        return reader.__arrow_c_stream__()
+    try:
+        return reader.cast(target).__arrow_c_stream__()
+    except (pa.ArrowException, ValueError, TypeError, NotImplementedError) as exc:
+        # a computed column's type, known only now, that has no cast to the requested one
+        raise InvalidArgumentError(f"cannot stream the result as the requested schema: {exc}") from None
+
+
+def _requested_schema(capsule, names: list[str], declared: list) -> pa.Schema:
+    """The pyarrow.Schema of an ArrowSchema PyCapsule, checked against the result's columns."""
+    if type(capsule).__name__ != "PyCapsule":
+        raise InvalidTypeError(f"requested_schema must be None or an ArrowSchema PyCapsule, "
+                               f"not {type(capsule).__name__}")
+    try:
+        schema = pa.Schema._import_from_c_capsule(capsule)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise InvalidTypeError(f"requested_schema is not an ArrowSchema PyCapsule of a schema: {exc}") from None
+    if schema.names != names:
+        raise InvalidArgumentError(f"requested_schema has the columns {schema.names}, the result {names}")
+    for field, have in zip(schema, declared):
+        if have is None or have == field.type:
+            continue
+        try:
+            pa.array([], have).cast(field.type)   # no rows: only asks whether the cast exists
+        except (pa.ArrowException, ValueError, TypeError, NotImplementedError):
+            raise InvalidArgumentError(f"requested_schema: column {field.name!r} ({have}) cannot be cast "
+                                       f"to {field.type}") from None
+    return schema
 
 
 # ================================================================== export: stored rows
@@ -1075,7 +1114,7 @@ def _store(session, plan: _LoadPlan, chunks: list[_Encoded], allow_files: bool) 
         streams = [_sorted_unique(keys, values, pk_label)]
         for (ikeys, ivalues), iw in sorted(zip(indexes, writer.indexes), key=lambda e: e[1].index.id):
             streams.append(_sorted_unique(ikeys, ivalues, iw.label))
-        if allow_files and _can_ingest_files(session):
+        if allow_files and B.can_ingest_files(session):
             _ingest_files(session, streams)
         else:
             for ks, vs in (p for k, v in streams for p in _pairs(k, v)):
@@ -1104,49 +1143,13 @@ def _store(session, plan: _LoadPlan, chunks: list[_Encoded], allow_files: bool) 
     return len(keys)
 
 
-def _can_ingest_files(session) -> bool:
-    engine = session.engine
-    return (all(hasattr(engine, name) for name in ("reserve_sequence", "sst_writer", "ingest"))
-            and session.txn is not None and len(session.txn) == 0 and not session.explicit and not session.savepoints)
-
-
 def _ingest_files(session, streams: list[tuple[pa.Array, pa.Array | None]]) -> None:
     """Write the entries (``streams`` in ascending key order, each sorted) as SSTables of one new
     sequence number and hand them to the engine in one ``ingest`` call (all or nothing)."""
-    engine = session.engine
-    base = session.db.path
-    tmp = tempfile.mkdtemp(prefix="ingest-", dir=base) if base else tempfile.mkdtemp(prefix="tabledb-ingest-")
-    paths: list[str] = []
-    current = None                         # the open writer's context manager
-    try:
-        sequence = engine.reserve_sequence()
-        size = 0
+    with B.work_directory(session, "ingest-") as tmp, B.IngestWriter(session.engine, tmp) as out:
         for ks, vs in (p for k, v in streams for p in _pairs(k, v)):
-            if current is None:
-                paths.append(os.path.join(tmp, f"{len(paths) + 1:06d}.sst"))
-                current = engine.sst_writer(paths[-1], sequence=sequence)
-                writer = current.__enter__()
-                put_many = getattr(writer, "put_many", None)
-                size = 0
-            if put_many is not None:
-                put_many(ks, vs)
-            else:
-                deque(map(writer.put, ks, vs), 0)
-            size += sum(map(len, ks)) + sum(map(len, vs))
-            if size >= SST_TARGET_BYTES:
-                done, current = current, None
-                done.__exit__(None, None, None)
-        if current is not None:
-            done, current = current, None
-            done.__exit__(None, None, None)
-        if paths:
-            engine.ingest(paths)
-    except BaseException:
-        if current is not None:
-            current.__exit__(*sys.exc_info())
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            out.put_many(ks, vs)
+        out.ingest()
 
 
 def _load(session, table_name: str, reader: pa.RecordBatchReader, allow_files: bool) -> int:

@@ -8,6 +8,8 @@ Transactions (as sqlite3): DML and DDL open a transaction implicitly and
 ``BEGIN`` starts an explicit transaction. ``with connection:`` commits when the
 block succeeds and rolls back when it raises; it does not close the connection.
 Closing a connection rolls back what is not committed and ends its cursors' results.
+A connection dropped unclosed is closed the same way: when its last reference goes,
+or, when the cyclic garbage collector finds it, soon after by a tabledb thread.
 
 Parameters: ``?`` placeholders take a sequence, ``:name`` placeholders a
 mapping (paramstyle ``qmark``, and named as in sqlite3). The SQL is tokenized,
@@ -46,7 +48,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from tabledb.errors import (DatabaseError, DataError, Error, IntegrityError, InterfaceError, InternalError,
                             NotSupportedError, OperationalError, ProgrammingError, Warning)
-from tabledb.sql.database import open_database, release_database
+from tabledb.sql.database import close_unreachable, open_database, release_database
 from tabledb.sql.session import Result, Session, bind
 from tabledb.types import (BINARY, DATETIME, NUMBER, ROWID, STRING, Binary, Date, DateFromTicks, Time,
                            TimeFromTicks, Timestamp, TimestampFromTicks, type_code)
@@ -299,9 +301,15 @@ class Connection:
             raise
 
     def __del__(self):
+        # Roll back and release the database as close() does, but never block: the GC runs
+        # finalizers in any thread, holding any lock, so the close may be left to the closer
+        # thread (tabledb.sql.database.close_unreachable). The cursors are garbage too (each
+        # holds its connection); their results close themselves.
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
         try:
-            if not self._closed:
-                self.close()
+            close_unreachable(self._session, self._db)
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
 
@@ -387,22 +395,28 @@ class Cursor:
     def executescript(self, script: str) -> "Cursor":
         """Run ``;``-separated statements without parameters, as sqlite3 does: first commit
         the open transaction, then each statement outside a BEGIN ... COMMIT of the script
-        commits on its own. The whole script is parsed before any statement runs, so a
-        syntax error runs none of it; a failing statement stops the script (those before it stay)."""
+        commits on its own.
+
+        The whole script is parsed and each statement checked (that it is a statement, that it
+        has no placeholders) before anything happens, so such an error runs none of it and leaves
+        the open transaction open; sqlite3 would have run the statements before it. Each statement
+        is planned against the catalog only when it runs, so a script may create a table and then
+        use it. A statement failing as it runs stops the script: those before it stay."""
         session = self._check()
         self._reset()
         if not isinstance(script, str):
             raise ProgrammingError("script must be a str")
         from tabledb.sql import dialect
-        nodes = dialect.parse(script)
+        statements = [session.prepare_node(node) for node in dialect.parse(script)]
+        for prepared in statements:
+            if prepared.nparams:
+                raise ProgrammingError("executescript() takes no parameters: the script has placeholders")
         if session.txn is not None or session.explicit:
             session.commit()
         autocommit = session.autocommit
         session.autocommit = True
         try:
-            for node in nodes:
-                # TODO(sql): a public Session entry for a parsed statement would spare this private call
-                prepared = session._prepare_node(node)
+            for prepared in statements:
                 result = session.run(prepared, bind(prepared, ()))
                 if result.rows is not None:
                     for _ in result.rows:

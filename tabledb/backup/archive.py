@@ -9,8 +9,10 @@ one background thread per open engine that
 * seals the active WAL segment every ``interval`` seconds when it holds any
   write (``Engine.seal_wal``), so a lost database loses at most that window;
 * copies each sealed segment not yet copied to ``wal/<db_id>/<epoch>/<n>-<crc>.log``
-  and then moves the engine's hold past it (``hold_wal(n + 1)``), which lets the
-  engine delete it once flushed.
+  (first the tables bulk-ingested in it, which the engine keeps linked for the
+  archive: ``Engine.ingest_links``, to ``wal/<db_id>/<epoch>/ingest/``) and then
+  moves the engine's hold past it (``hold_wal(n + 1)``), which lets the engine
+  delete it once flushed.
 
 The hold is durable, so segments sealed while the archiver was not running
 (the process stopped, the target was unreachable) stay in the database
@@ -37,8 +39,8 @@ import weakref
 
 import crc32c as _crc32c
 
-from tabledb.errors import ClosedError, Error
-from tabledb.backup.repository import Repository, wal_object
+from tabledb.errors import ClosedError, CorruptionError, Error
+from tabledb.backup.repository import Repository, ingest_object, wal_object
 
 ARCHIVE_FILE = "BACKUP-ARCHIVE"
 DEFAULT_INTERVAL = 60.0
@@ -164,7 +166,12 @@ class Archiver:
                 if up_to is not None and number >= up_to:
                     break
                 if os.path.exists(path):
+                    for _segment, table, link in engine.ingest_links(number):
+                        self.copy_ingested(db_id, epoch, number, table, link, progress)
                     length, crc = wal_length(path)
+                    if length == 0:   # preallocated, never given its header (a crash): no record in it
+                        engine.hold_wal(number + 1)
+                        continue
                     name = wal_object(db_id, epoch, number, crc)
                     size, sent_crc = self.repo.upload(path, name, progress=progress, length=length)
                     if (size, sent_crc) != (length, crc):   # a sealed segment never changes: a failing disk
@@ -174,6 +181,31 @@ class Archiver:
                     done.append(number)
                 engine.hold_wal(number + 1)
         return done
+
+
+    def copy_ingested(self, db_id: str, epoch: int, segment: int, table: int, path: str, progress=None) -> None:
+        """Copy an ingested table (kept linked by the engine) before the segment that logged it."""
+        name = ingest_object(db_id, epoch, segment, table, footer_file_crc(path))
+        info = self.repo.info(name)
+        if info is not None and info.size == os.path.getsize(path):
+            return        # copied before a crash or a failed segment upload
+        self.repo.upload(path, name, progress=progress)
+
+
+SST_FOOTER_BYTES = 68
+SST_FILE_CRC_OFFSET = 48   # the footer's file_crc field (docs/format.md, "Footer")
+_U32 = struct.Struct("<I")
+
+
+def footer_file_crc(path: str) -> int:
+    """The masked ``file_crc`` of an SSTable's footer (a CRC of every byte before the footer)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size < SST_FOOTER_BYTES:
+            raise CorruptionError("SSTable shorter than its footer", file=path, offset=0)
+        f.seek(size - SST_FOOTER_BYTES + SST_FILE_CRC_OFFSET)
+        return _U32.unpack(f.read(4))[0]
 
 
 _FRAGMENT = struct.Struct("<IHB")   # crc, length, type: a log fragment header (docs/format.md)

@@ -16,9 +16,12 @@ Steps (``backup_engine``):
    names (left by an interrupted backup) is reused only if its bytes match the
    local file's, else copied again. ``incremental = false`` copies every file
    again (it repairs what VERIFY BACKUP found damaged).
-5. Copy ``wal_files`` (to ``wal/``, content-addressed like every archived segment);
-   with ``wal_archive``, also every other held segment up to B, so the archive is
-   continuous from the previous backup to this one.
+5. With ``wal_archive``, first copy every segment the archive still holds up to
+   B, oldest first (``Archiver.copy_sealed``; they include ``wal_files``), so the
+   archive is continuous from the previous backup to this one whatever happens
+   next; then copy ``wal_files`` (to ``wal/``, content-addressed like every
+   archived segment: those already there are not copied again). A segment that a
+   crash left preallocated without its header holds no record and is skipped.
 6. Write ``backups/<id>.meta`` last, whole (see ``repository``): until then no
    backup looks complete, and a crash leaves only objects the next backup reuses.
 
@@ -32,32 +35,17 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import struct
 import time
 
 import crc32c as _crc32c
 
-from tabledb.errors import CorruptionError, InvalidArgumentError, NotSupportedError
+from tabledb.errors import InvalidArgumentError, NotSupportedError
 from tabledb.backup import archive
-from tabledb.backup.archive import wal_length
+from tabledb.backup.archive import footer_file_crc, wal_length
 from tabledb.backup.repository import (FORMAT, FORMAT_VERSION, BackupError, Repository, crc_hex,
                                        os_errors_as_backup_errors, sst_object, wal_object)
 
 CATALOG_CF = "catalog"
-SST_FOOTER_BYTES = 68
-SST_FILE_CRC_OFFSET = 48   # the footer's file_crc field (docs/format.md, "Footer")
-_U32 = struct.Struct("<I")
-
-
-def footer_file_crc(path: str) -> int:
-    """The masked ``file_crc`` of an SSTable's footer (a CRC of every byte before the footer)."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        if size < SST_FOOTER_BYTES:
-            raise CorruptionError("SSTable shorter than its footer", file=path, offset=0)
-        f.seek(size - SST_FOOTER_BYTES + SST_FILE_CRC_OFFSET)
-        return _U32.unpack(f.read(4))[0]
 
 
 def local_checksum(path: str) -> tuple[int, int]:
@@ -211,11 +199,19 @@ def backup_engine(engine, target, *, incremental: bool = True, wal_archive: bool
                 copied += 1
                 copied_bytes += size
             out_files.append({"path": name, "size": f.size, "crc32c": crc_hex(crc), "row": f.row})
+        # The archive first, oldest segment first (the segments it still holds include the view's
+        # wal_files): a BACKUP that fails or is killed after this leaves no hole in wal/.
+        through = None
+        if archiver is not None:
+            archiver.copy_sealed(up_to=view.wal_next)
+            through = view.wal_next
         # The writes not yet in SSTables: the sealed WAL segments the view lists (content-addressed,
         # so a segment the archiver or an earlier backup copied is not copied again).
         out_wal = []
         for number, path in view.wal_files:
             length, crc = wal_length(path)
+            if length == 0:
+                continue   # preallocated, no header: a crash before its first write; holds no record
             name = wal_object(db_id, view.epoch, number, crc)
             info = repo.info(name)
             if fresh or info is None or info.size != length:
@@ -227,10 +223,6 @@ def backup_engine(engine, target, *, incremental: bool = True, wal_archive: bool
             else:
                 step(length)
             out_wal.append({"path": name, "number": number, "size": length, "crc32c": crc_hex(crc)})
-        through = None
-        if archiver is not None:
-            archiver.copy_sealed(up_to=view.wal_next)
-            through = view.wal_next
         parent = earlier[-1]["backup_id"] if earlier and not full else None
         scope_tables = sorted(tables, key=str.lower) if tables is not None else table_names(catalog)
         backup_id = repo.new_backup_id(time.time())

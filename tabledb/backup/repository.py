@@ -7,6 +7,10 @@ A target is a local directory, a ``file://`` URI, or any URI that
     backups/<backup_id>.meta                     one per complete backup: its metadata, written last
     sst/<db_id>/<number:06d>-<file_crc:08x>.sst  SSTables, shared by every backup that holds them
     wal/<db_id>/<epoch>/<segment:06d>-<crc:08x>.log   archived WAL segments (point-in-time restore)
+    wal/<db_id>/<epoch>/ingest/<segment:06d>-<number:06d>-<file_crc:08x>.sst
+                                                 tables bulk-ingested while the WAL was archived: the
+                                                 segment whose ingest record names them, their number
+                                                 and footer file_crc (replayed with that record)
 
 Objects appear whole or not at all: on a local filesystem an object is written
 to ``<name>.tmp-<random>``, fsynced and renamed; an object store makes an object
@@ -45,6 +49,7 @@ CHUNK = 1 << 20
 
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}-\d{4,}$")
 _WAL_NAME = re.compile(r"^(\d+)-([0-9a-f]{8})\.log$")
+_INGEST_NAME = re.compile(r"^(\d+)-(\d+)-([0-9a-f]{8})\.sst$")
 
 
 class BackupError(OperationalError):
@@ -86,6 +91,21 @@ def parse_wal_name(name: str) -> tuple[int, str] | None:
     """(segment number, CRC hex) of an archived segment's file name, else None."""
     m = _WAL_NAME.match(name)
     return (int(m.group(1)), m.group(2)) if m else None
+
+
+def ingest_dir(db_id: str, epoch: int) -> str:
+    return f"{wal_dir(db_id, epoch)}/ingest"
+
+
+def ingest_object(db_id: str, epoch: int, segment: int, number: int, file_crc: int) -> str:
+    """The object name of a table ingested while the WAL was archived (see the module docstring)."""
+    return f"{ingest_dir(db_id, epoch)}/{segment:06d}-{number:06d}-{file_crc:08x}.sst"
+
+
+def parse_ingest_name(name: str) -> tuple[int, int, str] | None:
+    """(segment, table number, footer file_crc hex) of an archived ingested table's name, else None."""
+    m = _INGEST_NAME.match(name)
+    return (int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
 
 
 def meta_object(backup_id: str) -> str:
@@ -404,7 +424,12 @@ class _LocalOutput:
         self._unsynced = 0
 
     def write(self, data) -> None:
-        self._f.write(data)
+        # An unbuffered file's write() is one write(2): on a disk filling up it writes what fits and
+        # returns the short count (the next call raises ENOSPC). Ignoring the count would publish
+        # the object cut short under its name.
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[self._f.write(view):]
         self._unsynced += len(data)
         if self._unsynced >= SYNC_EVERY:
             os.fdatasync(self._f.fileno())

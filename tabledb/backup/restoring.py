@@ -22,17 +22,26 @@
    ends the replay).
 4. ``Engine.assemble``: MANIFEST and CURRENT for the copied files, a new WAL epoch
    (the base's + 1) and a new database id, and one WAL segment of the new epoch
-   holding the picked records; opening the engine replays them into SSTables.
-   Only now is the database opened: every byte was checked before.
-5. fsync and rename the directory to ``path``.
+   holding the picked records up to the first bulk ingest among them; opening the
+   engine replays them into SSTables. Only now is the database opened: every byte
+   was checked before.
+5. A bulk ingest (an ingest record: COPY FROM, ``ingest_arrow``) in the picked
+   records: its tables were archived beside the segment that logged it
+   (``wal/<db_id>/<epoch>/ingest/``); each is downloaded, checked (size, footer
+   CRC, then every block by ``Engine.ingest``) and ingested at the record's
+   sequence; the records after it are applied with ``Engine.replay``, up to the
+   next ingest, and so on. Then the engine flushes and closes.
+6. fsync and rename the directory to ``path``.
 
 Any missing or damaged file raises CorruptionError naming it (the target and
 the object) and removes the half-built directory: ``path`` is never left
 half-made. ``path`` must not exist.
 
-Limits: a bulk ingest (SSTables added whole, e.g. by COPY FROM) is not in the
-WAL; the sequence it reserved shows as a gap, and a replay that would cross a
-gap stops with an error (restore to before it, or from a backup taken after it).
+The WAL accounts for every sequence (reserve and ingest records, see
+``tabledb/storage/batch.py``): a gap in the archive is a missing segment, and a
+replay that would cross it stops with an error (restore to before it, or from a
+backup taken after it). So does an ingest whose tables are not in the archive
+(archiving was not running when it happened).
 """
 
 from __future__ import annotations
@@ -43,9 +52,11 @@ import shutil
 import struct
 
 from tabledb.errors import CorruptionError, InvalidArgumentError, InvalidTypeError
-from tabledb.backup.repository import (BackupError, Repository, os_errors_as_backup_errors, parse_wal_name,
-                                       wal_dir)
+from tabledb.backup.repository import (BackupError, Repository, ingest_object, os_errors_as_backup_errors,
+                                       parse_wal_name, wal_dir)
 from tabledb.storage import Engine
+from tabledb.storage.batch import decode_batch, ingest_ops
+from tabledb.storage.dbformat import KIND_INGEST
 from tabledb.storage.fs import DEFAULT_FS
 from tabledb.storage.log import WAL_MAGIC, read_log
 
@@ -170,6 +181,12 @@ class WalPlan:
         self.ops = 0
         self.count = 0
         self.archive_end = 0          # the last sequence the archive holds (after the base)
+        self.ingests: dict[int, int] = {}   # index in records of an ingest record -> its segment
+
+
+def is_ingest_record(payload: bytes) -> bool:
+    """True for a WAL record that logs a bulk ingest (its first operation's kind byte)."""
+    return len(payload) > _BATCH_HEADER.size and payload[_BATCH_HEADER.size] == KIND_INGEST
 
 
 def list_segments(repo: Repository, db_id: str, epoch: int, first: int) -> list[tuple[int, str, int]]:
@@ -248,6 +265,8 @@ def plan_wal(repo: Repository, meta: dict, point: tuple | None, workdir: str, st
                                       or (point[0] == "time" and commit_us > point[1])):
                 stopped = True
                 break
+            if is_ingest_record(payload):
+                plan.ingests[len(plan.records)] = number
             plan.records.append(payload)
             plan.count += 1
             plan.ops += count
@@ -307,14 +326,20 @@ def restore_database(target, path, backup=None, as_of=None, progress=None, *, fi
         plan.commit_time_us = meta.get("commit_time_us")
         if replay:
             plan = plan_wal(repo, meta, point, workdir, step)
-        os.rmdir(workdir)
         cfs = {int(cf_id): name for cf_id, name in meta["column_families"]}
+        split = min(plan.ingests, default=len(plan.records))
         Engine.assemble(tmp, column_families=cfs, files=[f["row"] for f in meta["files"]],
                         last_sequence=meta["sequence"], next_file=meta["next_file"], epoch=meta["epoch"] + 1,
-                        db_id=None, wal_records=base_records + plan.records)
-        plan.records = []
+                        db_id=None, wal_records=base_records + plan.records[:split])
         engine = Engine.open(tmp, create=False, background=False)
-        engine.close()
+        try:
+            if split < len(plan.records):
+                replay_after_ingest(repo, meta, engine, plan, split, workdir, step)
+                engine.flush()
+        finally:
+            engine.close()
+        plan.records = []
+        os.rmdir(workdir)
         if finish is not None:
             finish(tmp, meta)
         _fsync_dir(tmp)
@@ -330,6 +355,55 @@ def restore_database(target, path, backup=None, as_of=None, progress=None, *, fi
             "restored_to": iso_utc(plan.commit_time_us) if plan.commit_time_us else None,
             "files": len(meta["files"]), "bytes": nbytes, "wal_records": plan.count,
             "wal_rows": plan.ops, "scope": meta.get("scope", "database"), "tables": meta.get("tables") or []}
+
+
+def replay_after_ingest(repo: Repository, meta: dict, engine, plan: WalPlan, start: int, workdir: str,
+                        step=None) -> None:
+    """Replay ``plan.records[start:]`` (the first an ingest record) into the open ``engine``:
+    each ingest with its archived tables, the records between with ``Engine.replay``."""
+    run: list[bytes] = []
+    families = {engine.get_column_family(name).id: engine.get_column_family(name)
+                for name in engine.list_column_families()}
+    for i in range(start, len(plan.records)):
+        payload = plan.records[i]
+        segment = plan.ingests.get(i)
+        if segment is None:
+            run.append(payload)
+            continue
+        if run:
+            engine.replay(run)
+            run = []
+        first, _commit_us, ops = decode_batch(payload)
+        tables = ingest_ops(ops)
+        local: dict[str, str] = {}
+        for cf_id, number, _seq, size, file_crc in tables:
+            rel = ingest_object(meta["db_id"], meta["epoch"], segment, number, file_crc)
+            path = os.path.join(workdir, f"ingest-{number:06d}.sst")
+            try:
+                got, _crc = repo.download(rel, path, progress=step)
+            except FileNotFoundError:
+                raise CorruptionError(f"archived ingested table missing: the bulk load logged at sequence {first} "
+                                      f"cannot be replayed (restore to AS OF SEQUENCE {first - 1} or from a later "
+                                      "backup)", file=repo.describe(rel), offset=0) from None
+            if got != size:
+                raise CorruptionError(f"archived ingested table truncated or resized: {got} bytes, expected {size}",
+                                      file=repo.describe(rel), offset=min(got, size))
+            local[path] = rel
+        if len({cf_id for cf_id, *_ in tables}) != 1 or tables[0][0] not in families:
+            raise CorruptionError(f"the ingest record at sequence {first} names an unknown column family",
+                                  file=repo.describe(wal_dir(meta["db_id"], meta["epoch"])), offset=0)
+        try:
+            engine.ingest(list(local), cf=families[tables[0][0]], move=True)
+        except CorruptionError as exc:
+            rel = local.get(exc.file, exc.file)
+            raise CorruptionError(f"archived ingested table corrupt: {exc.args[0]}", file=repo.describe(rel),
+                                  offset=exc.offset) from None
+        if engine.latest_sequence != first + len(tables) - 1:
+            raise CorruptionError(f"the replayed ingest took sequences up to {engine.latest_sequence}, the "
+                                  f"archive says {first + len(tables) - 1}",
+                                  file=repo.describe(wal_dir(meta["db_id"], meta["epoch"])), offset=0)
+    if run:
+        engine.replay(run)
 
 
 RESTORE_COLUMNS = ["path", "backup_id", "sequence", "restored_to", "files", "bytes", "wal_records"]

@@ -14,11 +14,12 @@
     DROP BACKUP id FROM 'target'
         -> backup_id, files_removed, bytes_removed
 
-The session runs every statement as a write (it takes the database's writer
-lock first). All but RESTORE TABLE give the lock back at once (``_outside_transaction``),
-so writers of other connections go on during a long BACKUP; for the same reason
-they refuse to run inside an explicit transaction or after uncommitted writes.
-RESTORE TABLE writes its table in the statement's transaction.
+All but RESTORE TABLE write nothing into the database: the session runs them
+without its writer lock (``Prepared.outside``), so a BACKUP neither waits for
+another connection's open write transaction nor holds up writers while it
+copies; they refuse to run inside an explicit transaction or after uncommitted
+writes of their own session (``_outside_transaction``). RESTORE TABLE writes its
+table in the statement's transaction, as any write statement.
 """
 
 from __future__ import annotations
@@ -57,11 +58,9 @@ def _result(columns, types, rows) -> Result:
 
 @contextmanager
 def _outside_transaction(session, statement: str):
-    """Give back the writer lock the session took for the statement, and read afresh afterwards.
-
-    These statements write nothing into the database (RESTORE TABLE aside), so holding the lock
-    would only stop other connections' writers for as long as the copy takes.
-    """
+    """Run a statement that writes nothing into the database outside any transaction, and
+    read afresh afterwards (a writer lock the session holds is given back first: holding it
+    would only stop other connections' writers for as long as the copy takes)."""
     txn = session.txn
     if session.explicit or (txn is not None and len(txn)):
         raise OperationalError(f"{statement} cannot run inside a transaction: commit or roll back first")

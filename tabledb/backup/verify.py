@@ -3,28 +3,34 @@
 ``verify_backup(target, backup=None)`` returns one row per file: the backup's
 metadata, each SSTable (size and CRC-32C against the metadata, every byte
 re-read) and each archived WAL segment that follows it (every record's checksum;
-header number and epoch). ``backup``: an id, "LATEST", or None for every backup
+header number and epoch), and each table a bulk ingest in those segments needs
+(``wal/<db_id>/<epoch>/ingest/``: its size and footer CRC against the ingest
+record, every block and the whole-file CRC). ``backup``: an id, "LATEST", or None for every backup
 in the target (each file checked once). A status is 'ok', 'missing' or 'corrupt'.
 A hole in the archived WAL's sequences is a row ``wal/<db_id>/<epoch>/
-(sequences a..b)`` with status 'missing' (a bulk ingest's reserved sequences
-show the same way: the WAL holds no record of them).
+(sequences a..b)`` with status 'missing'.
 
 ``drop_backup(target, backup_id)`` removes the metadata first (the backup is
 gone at once), then every SSTable it holds that no remaining backup holds, and
 the WAL segments of its database that no remaining backup holds or can replay
-(those before the oldest remaining archived backup's first segment). Objects that other
+(those before the oldest remaining archived backup's first segment), with the
+ingested tables archived beside them. Objects that other
 backups use are never touched, nor those of other databases.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import tempfile
 
 from tabledb.errors import CorruptionError, InvalidArgumentError
-from tabledb.backup.repository import (BackupError, Repository, decode_meta, meta_object, os_errors_as_backup_errors,
-                                       wal_dir)
-from tabledb.backup.restoring import list_segments, read_segment
+from tabledb.backup.repository import (BackupError, Repository, decode_meta, ingest_dir, ingest_object, meta_object,
+                                       os_errors_as_backup_errors, parse_ingest_name, wal_dir)
+from tabledb.backup.restoring import is_ingest_record, list_segments, read_segment
+from tabledb.storage.batch import decode_batch, ingest_ops
+from tabledb.storage.fs import DEFAULT_FS
+from tabledb.storage.ingest import inspect_external_file
 
 _BATCH_HEADER = struct.Struct("<QQI")
 VERIFY_COLUMNS = ["file", "bytes", "status"]
@@ -132,10 +138,35 @@ def verify_backup(target, backup=None, progress=None) -> VerifyReport:
                         rows.append({"file": f"{wal_dir(db_id, epoch)}/ (sequences {expected}..{first - 1})",
                                      "bytes": 0, "status": "missing"})
                     expected = first + count
+                    if is_ingest_record(payload):
+                        rows.extend(check_ingested(repo, db_id, epoch, number, payload, workdir, step))
                 if not checked:
                     rows.append({"file": rel, "bytes": size, "status": "ok"})
     if progress is not None:
         progress(total, total)
+    return rows
+
+
+def check_ingested(repo: Repository, db_id: str, epoch: int, segment: int, payload: bytes, workdir: str,
+                   step=None) -> list[dict]:
+    """A VERIFY row for each table the ingest record ``payload`` (in ``segment``) names."""
+    rows = []
+    for _cf_id, number, _seq, size, file_crc in ingest_ops(decode_batch(payload)[2]):
+        rel = ingest_object(db_id, epoch, segment, number, file_crc)
+        local = os.path.join(workdir, f"ingest-{number:06d}.sst")
+        try:
+            got, _crc = repo.download(rel, local, progress=step)
+        except FileNotFoundError:
+            rows.append({"file": rel, "bytes": 0, "status": "missing"})
+            continue
+        try:
+            table = inspect_external_file(DEFAULT_FS, local)
+            ok = got == size and table.file_crc == file_crc
+        except CorruptionError:
+            ok = False
+        finally:
+            os.remove(local)
+        rows.append({"file": rel, "bytes": got, "status": "ok" if ok else "corrupt"})
     return rows
 
 
@@ -173,6 +204,11 @@ def drop_backup(target, backup_id) -> dict:
             if repo.delete(obj):
                 removed += 1
                 removed_bytes += size
+    for obj in repo.list(ingest_dir(meta["db_id"], meta["epoch"])):
+        parsed = parse_ingest_name(obj.path.rsplit("/", 1)[-1])
+        if parsed is not None and (keep_from is None or parsed[0] < keep_from) and repo.delete(obj.path):
+            removed += 1
+            removed_bytes += obj.size
     return {"backup_id": backup_id, "files_removed": removed + 1, "bytes_removed": removed_bytes + len(data)}
 
 

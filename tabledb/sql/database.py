@@ -7,7 +7,10 @@ the writer lock that serialises write transactions, and the row id counters.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
+import queue
 import threading
 import time
 
@@ -16,7 +19,7 @@ from tabledb.sql import keys
 from tabledb.sql.catalog import CATALOG_CF, Catalog
 
 _registry: dict[str, "Database"] = {}
-_registry_lock = threading.RLock()   # a Connection finalized during open_database re-enters it
+_registry_lock = threading.Lock()   # never taken by a finalizer: see close_unreachable
 
 ENGINE_OPTIONS = {
     "sync_mode", "memtable_bytes", "block_cache_bytes", "block_cache_admit_every", "max_open_files",
@@ -77,6 +80,7 @@ def open_database(path, options: dict) -> Database:
     unknown = set(options) - ENGINE_OPTIONS
     if unknown:
         raise ProgrammingError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    _start_closer()   # for the connections nobody closes (close_unreachable)
     if path is None or path == ":memory:":
         from tabledb.storage.memory import MemoryEngine
         db = Database(None, MemoryEngine.open(None), True)
@@ -102,12 +106,117 @@ def open_database(path, options: dict) -> Database:
 
 
 def release_database(db: Database) -> None:
+    """Drop one reference to ``db``; the last one closes it."""
     with _registry_lock:
-        db.refs -= 1
-        if db.refs <= 0:
-            if db.path is not None:
-                _registry.pop(db.path, None)
-            db.close()
+        _release_locked(db)
+
+
+def _release_locked(db: Database) -> None:
+    """REQUIRES: _registry_lock."""
+    db.refs -= 1
+    if db.refs <= 0:
+        if db.path is not None:
+            _registry.pop(db.path, None)
+        db.close()
+
+
+# -- connections nobody closed ---------------------------------------------------
+#
+# A finalizer (Connection.__del__) must close an unclosed connection -- roll back
+# its transaction, release its writer lock and snapshot, drop its Database
+# reference -- without ever blocking. The cyclic GC runs finalizers in whatever
+# thread allocates: one holding _registry_lock or an engine lock, or an engine
+# thread that open_database (starting it) or Engine.close (joining it) waits for.
+# So close_unreachable closes inline only outside a collection (the last
+# reference went in the thread that dropped it) and when _registry_lock is free at
+# once; otherwise the close goes to the closer thread, which takes the locks as
+# any caller does. Closes found during a collection are queued when it ends, so
+# that the finalizers of the connection's results (same collection) ran first and
+# nothing else touches the session while the closer closes it.
+
+_orphans: queue.SimpleQueue = queue.SimpleQueue()   # (resource, db) to close; put() is finalizer-safe
+_held: list = []             # found during the running collection
+_collecting = False          # a collection is running (set by _on_gc)
+_closer: threading.Thread | None = None
+_closer_lock = threading.Lock()
+
+
+def close_unreachable(resource, db: Database) -> None:
+    """For finalizers: ``resource.close()``, then release ``db``. Never blocks; the close may
+    happen later in the closer thread (see above)."""
+    if _collecting:
+        _held.append((resource, db))
+    elif _registry_lock.acquire(blocking=False):
+        try:
+            try:
+                resource.close()
+            finally:
+                _release_locked(db)
+        finally:
+            _registry_lock.release()
+    else:
+        _orphans.put((resource, db))
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    global _collecting
+    if phase == "start":
+        _collecting = True
+        return
+    _collecting = False
+    while _held:
+        _orphans.put(_held.pop())
+
+
+def _closer_loop() -> None:
+    while True:
+        item = _orphans.get()
+        if item is None:
+            return
+        resource, db = item
+        del item
+        try:
+            try:
+                resource.close()
+            finally:
+                release_database(db)
+        except Exception:  # noqa: BLE001 - as in a finalizer: there is no caller to tell
+            pass
+        del resource, db
+
+
+def _start_closer() -> None:
+    """Start the closer thread if it is not running (first connect; after a fork, in the child)."""
+    global _closer
+    if _closer is not None and _closer.is_alive():
+        return
+    with _closer_lock:
+        if _closer is None or not _closer.is_alive():
+            _closer = threading.Thread(target=_closer_loop, name="tabledb-closer", daemon=True)
+            _closer.start()
+
+
+def _finish_closes() -> None:
+    """At exit: run the closes queued so far (the closer is a daemon thread)."""
+    closer = _closer
+    if closer is not None and closer.is_alive():
+        _orphans.put(None)
+        closer.join(timeout=10)
+
+
+def _after_fork_in_child() -> None:
+    global _orphans, _closer, _closer_lock, _collecting
+    _orphans = queue.SimpleQueue()   # the parent's connections are not the child's to close
+    _held.clear()
+    _collecting = False
+    _closer = None
+    _closer_lock = threading.Lock()
+
+
+gc.callbacks.append(_on_gc)
+atexit.register(_finish_closes)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def max_row_key(reader, table) -> bytes | None:

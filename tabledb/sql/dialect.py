@@ -387,12 +387,22 @@ class TableDBParser(SQLiteParser):
         curr = self._curr
         if not curr:
             return None
-        if curr.token_type in (TokenType.STRING, TokenType.NUMBER, TokenType.IDENTIFIER):
+        if curr.token_type in (TokenType.STRING, TokenType.IDENTIFIER):
             self._advance()
             return curr.text
-        if curr.token_type == TokenType.VAR and curr.text.upper() != "LATEST":
+        if curr.token_type == TokenType.NUMBER or (curr.token_type == TokenType.VAR
+                                                   and curr.text.upper() != "LATEST"):
+            # A bare id as BACKUP returns it, 20261125T195258-0001, is tokenized as a number, a
+            # word, a dash and a number: glue tokens that touch each other back together.
+            text = curr.text
+            end = curr.end
             self._advance()
-            return curr.text
+            while (self._curr is not None and self._curr.start == end + 1
+                   and self._curr.token_type in (TokenType.NUMBER, TokenType.VAR, TokenType.DASH)):
+                text += self._curr.text
+                end = self._curr.end
+                self._advance()
+            return text
         return None
 
     def _expect_backup_id(self, statement: str) -> str:

@@ -33,7 +33,7 @@ from sqlglot import exp
 
 from tabledb.errors import (DataError, Error, SQLSyntaxError, IntegrityError, InternalError, NotSupportedError,
                             OperationalError, ProgrammingError)
-from tabledb.sql import dialect, keys
+from tabledb.sql import bulk, dialect, keys
 from tabledb.sql import values as V
 from tabledb.sql.catalog import Catalog, Column, Index, Table, View
 from tabledb.sql.database import max_row_key
@@ -41,7 +41,7 @@ from tabledb.sql.expressions import (Compiler, Runtime, Scope, Source, check_dep
                                      split_conjuncts, type_name)
 from tabledb.sql.planner import Planner, QueryPlan
 from tabledb.sql.txn import Transaction
-from tabledb.sql.writer import MISSING, TableWriter, constant_default
+from tabledb.sql.writer import MISSING, IndexWriter, TableWriter, constant_default
 from tabledb.sql import plan as P
 
 STATEMENT_CACHE_SIZE = 256
@@ -182,6 +182,11 @@ class Prepared:
         self.in_use = False
         self.writes = not isinstance(node, _QUERY_TYPES) and not isinstance(
             node, (dialect.Explain, dialect.ShowTables, dialect.ShowIndexes, exp.Describe))
+        # Backup statements that write nothing into this database (all but RESTORE TABLE) run
+        # without the writer lock: a BACKUP must not wait for, nor hold up, other writers.
+        self.outside = isinstance(node, (dialect.Backup, dialect.ShowBackups, dialect.VerifyBackup,
+                                         dialect.DropBackup)) or (
+            isinstance(node, dialect.Restore) and node.args.get("kind") == "DATABASE")
         self.needs_snapshot = True
 
 
@@ -287,6 +292,9 @@ class Session:
         self._snapshot_max: dict[int, bytes | None] = {}
         self._pins: dict[int, int] = {}   # id(snapshot) -> open results reading it
         self.inserts = 0                  # rows inserted by the current transaction
+        # key ranges this transaction ingested into the engine directly (a bulk CREATE INDEX) that
+        # only its catalog changes make reachable: range-deleted if those are undone
+        self.ingested: list[tuple[bytes, bytes]] = []
 
     # -- state ---------------------------------------------------------------
     @property
@@ -311,14 +319,20 @@ class Session:
             raise ProgrammingError("you can only execute one statement at a time")
         else:
             node = trees[0]
-        prepared = self._prepare_node(node)
+        prepared = self.prepare_node(node)
         if prepared is not None and not (self.cache.get(sql) is not None and self.cache[sql].in_use):
             self.cache[sql] = prepared
             if len(self.cache) > STATEMENT_CACHE_SIZE:
                 self.cache.popitem(last=False)
         return prepared
 
-    def _prepare_node(self, node) -> Prepared:
+    def prepare_node(self, node) -> Prepared:
+        """A Prepared for one parsed statement (None: the empty statement).
+
+        Checks only what needs no catalog: that ``node`` is a statement tabledb runs, its
+        nesting depth and its placeholders (ProgrammingError, SQLSyntaxError otherwise).
+        Planning against the catalog waits until it runs, so it may name a table that an
+        earlier statement of the same script creates."""
         if node is None:
             p = Prepared(exp.Null(), {}, None, 0)
             p.writes = False
@@ -361,6 +375,7 @@ class Session:
         self._begin_write(prepared)
         sp = self.txn.savepoint()
         catalog_before = self.catalog
+        ingested_before = len(self.ingested)
         try:
             self._ensure_planned(prepared)
             runner = prepared.plan
@@ -370,7 +385,7 @@ class Session:
                 if n > 0:
                     total += n
         except BaseException:
-            self._undo_statement(sp, catalog_before)
+            self._undo_statement(sp, catalog_before, ingested_before)
             if own and self.autocommit and not self.explicit:
                 self.rollback()
             raise
@@ -388,15 +403,19 @@ class Session:
         control = _CONTROL.get(type(node))
         if control is not None:
             return control(self, node)
+        if prepared.outside:
+            self._ensure_planned(prepared)
+            return prepared.plan(self, values)
         own = self.txn is None or not self.in_transaction
         self._begin_write(prepared)
         sp = self.txn.savepoint()
         catalog_before = self.catalog
+        ingested_before = len(self.ingested)
         try:
             self._ensure_planned(prepared)
             n = prepared.plan(self, values)
         except BaseException:
-            self._undo_statement(sp, catalog_before)
+            self._undo_statement(sp, catalog_before, ingested_before)
             if own and self.autocommit and not self.explicit:
                 self.rollback()
             raise
@@ -407,7 +426,8 @@ class Session:
             return n
         return Result(rowcount=n, lastrowid=self.last_rowid)
 
-    def _undo_statement(self, sp: int, catalog_before) -> None:
+    def _undo_statement(self, sp: int, catalog_before, ingested_before: int) -> None:
+        self._discard_ingested(ingested_before)
         if self.txn is not None:
             try:
                 self.txn.rollback_to(sp)
@@ -519,7 +539,33 @@ class Session:
     def rollback(self) -> None:
         if self.catalog is not None or self.txn is not None:
             self.db.rowid_next.clear()
+        self._discard_ingested(0)
         self._end_transaction()
+
+    def renew_snapshot(self) -> None:
+        """Read the latest state from now on, after this transaction ingested data into the engine
+        directly. REQUIRES: the writer lock (nobody else committed since the snapshot) and no
+        pending writes yet (``Transaction.rebase``)."""
+        old = self.snapshot
+        if old is None:
+            return   # the transaction reads the latest state already
+        self.snapshot = self.engine.snapshot()
+        self.txn.rebase(self.snapshot)
+        if id(old) not in self._pins:
+            _close_quietly(old)
+        self._snapshot_max.clear()
+
+    def _discard_ingested(self, keep: int) -> None:
+        """Range-delete what this transaction ingested after its first ``keep`` ranges (their catalog
+        changes are being undone). REQUIRES: the writer lock, so no other transaction can have
+        reused those ranges meanwhile."""
+        doomed = self.ingested[keep:]
+        del self.ingested[keep:]
+        for start, end in doomed:
+            try:
+                self.engine.delete_range(start, end)
+            except Error:
+                pass   # unreachable all the same: no catalog names them, and a CREATE INDEX clears its range first
 
     def _end_transaction(self) -> None:
         if self.snapshot is not None and id(self.snapshot) not in self._pins:
@@ -531,6 +577,7 @@ class Session:
         self.explicit = False
         self._snapshot_max.clear()
         self.inserts = 0
+        self.ingested.clear()   # committed, or (rollback) already range-deleted
         if self.holds_writer:
             self.holds_writer = False
             self.db.release_writer(self)
@@ -1297,19 +1344,22 @@ def _plan_create_index(session: Session, node: exp.Create, planner: Planner):
         table.next_index_id += 1
         table.indexes.append(index)
         table._derive()
-        cat = session.change_catalog()
-        session.write_table(cat, table)
-        # build the entries from the rows
-        from tabledb.sql.writer import IndexWriter
-        iw = IndexWriter(table, index)
-        p2 = Planner(cat, Runtime(session), {})
-        decoder = P.RowDecoder(table, p2._defaults(table)).make()
+        index_range = keys.index_range(table.id, index.id)
+        if bulk.can_ingest_files(session) and bulk.build_index(session, table, index):
+            # The entries are in the engine (sorted externally, ingested as SSTables whose range
+            # tombstone clears the index's range first); the catalog record makes them reachable.
+            session.ingested.append(index_range)
+            session.renew_snapshot()
+            session.write_table(session.change_catalog(), table)
+            return 0
+        session.write_table(session.change_catalog(), table)
+        # Inside a transaction (or no rows to ingest): the entries join its batch, after a range delete
+        # that hides any entries an earlier attempt with this index id ingested and never committed.
         txn = session.txn
+        txn.delete_range(*index_range)
+        iw = IndexWriter(table, index)
         start, end = table.row_range
-        plen = len(table.row_prefix)
-        for key, value in list(txn.scan(start, end)):
-            row = decoder(key, value)
-            ikey, ivalue, checks = iw.entry(row, key[plen:])
+        for ikey, ivalue, checks in bulk.index_entries(session, table, iw, list(txn.scan(start, end))):
             if checks and txn.get(ikey) is not None:
                 raise IntegrityError(f"UNIQUE constraint failed: {iw.label}")
             txn.put(ikey, ivalue)

@@ -193,6 +193,16 @@ class Transaction:
                 return index
         raise InvalidArgumentError(f"no savepoint {token!r} in this transaction")
 
+    # -- the snapshot -----------------------------------------------------------------------------
+
+    def rebase(self, snapshot) -> None:
+        """Read at ``snapshot`` (None: the latest state) from now on; the caller owns and closes both
+        snapshots. REQUIRES: no pending writes (InvalidArgumentError otherwise): for a statement
+        that wrote into the engine directly, first thing in its transaction (a bulk ingest)."""
+        if self._ops:
+            raise InvalidArgumentError("cannot move a transaction with pending writes to another snapshot")
+        self._snapshot = snapshot
+
     # -- commit ----------------------------------------------------------------------------------
 
     def write_batch(self) -> WriteBatch:

@@ -10,13 +10,22 @@ WAL record payload of a batch (all integers little-endian, part of the file form
     u64 commit_time_us      wall clock at commit, microseconds since the Unix epoch
     u32 count               number of operations
     count x operation:
-        u8  kind            0 delete, 1 put, 2 range delete (dbformat.KIND_*)
+        u8  kind            0 delete, 1 put, 2 range delete, 3 reserve, 4 ingest (dbformat.KIND_*)
         u32 cf_id           column family id (0 is "default")
         u32 key_length
         u32 value_length    for a range delete: length of the (exclusive) end key
         key bytes, value bytes
 
 Operation i gets sequence number first_sequence + i.
+
+Kinds 3 and 4 log bulk ingestion (``ingest.py``) and are never applied to a
+memtable: a *reserve* op (cf 0, empty key and value) is the sequence that
+``reserve_sequence`` handed out; an *ingest* op says that an external table
+joined column family cf_id, its value ``INGEST_OP`` = (u64 table number, u64 the
+table's sequence, u64 file size, u32 the footer's masked file_crc), its key
+empty. An ingest record holds only ingest ops, one per table. With them the
+WAL accounts for every sequence number, and an archived WAL can replay a
+bulk load (``tabledb/backup/restoring.py``).
 """
 
 from __future__ import annotations
@@ -25,11 +34,12 @@ import struct
 from dataclasses import dataclass
 
 from tabledb.errors import CorruptionError, InvalidArgumentError, InvalidTypeError
-from tabledb.storage.dbformat import KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE
+from tabledb.storage.dbformat import KIND_DELETE, KIND_INGEST, KIND_PUT, KIND_RANGE_DELETE, KIND_RESERVE
 
 BATCH_HEADER = struct.Struct("<QQI")
 OP_HEADER = struct.Struct("<BIII")
-assert BATCH_HEADER.size == 20 and OP_HEADER.size == 13
+INGEST_OP = struct.Struct("<QQQI")   # table number, sequence, size, footer file_crc (masked)
+assert BATCH_HEADER.size == 20 and OP_HEADER.size == 13 and INGEST_OP.size == 28
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,7 +157,7 @@ def decode_batch(data: bytes, *, file: str = "?", offset: int = 0):
             pos += klen
             value = data[pos:pos + vlen]
             pos += vlen
-            if kind > KIND_RANGE_DELETE or pos > len(data):
+            if kind > KIND_INGEST or pos > len(data) or (kind == KIND_INGEST and vlen != INGEST_OP.size):
                 raise ValueError("bad operation")
             ops.append((kind, cf_id, key, value))
         if pos != len(data):
@@ -157,5 +167,10 @@ def decode_batch(data: bytes, *, file: str = "?", offset: int = 0):
     return first_sequence, commit_time_us, ops
 
 
-__all__ = ["WriteBatch", "ColumnFamily", "encode_batch", "decode_batch", "check_key", "check_range",
-           "KIND_PUT", "KIND_DELETE", "KIND_RANGE_DELETE"]
+def ingest_ops(ops) -> list[tuple[int, int, int, int, int]]:
+    """``(cf_id, number, sequence, size, file_crc)`` of each ingest op among decoded ``ops``."""
+    return [(cf_id, *INGEST_OP.unpack(value)) for kind, cf_id, _key, value in ops if kind == KIND_INGEST]
+
+
+__all__ = ["WriteBatch", "ColumnFamily", "encode_batch", "decode_batch", "ingest_ops", "check_key", "check_range",
+           "KIND_PUT", "KIND_DELETE", "KIND_RANGE_DELETE", "KIND_RESERVE", "KIND_INGEST", "INGEST_OP"]

@@ -21,6 +21,9 @@ import crc32c as _crc32c
 KIND_DELETE = 0
 KIND_PUT = 1
 KIND_RANGE_DELETE = 2
+# Kinds that occur only in WAL records, never in memtables or tables (batch.py, ingest.py):
+KIND_RESERVE = 3        # a sequence handed out by reserve_sequence for an external table
+KIND_INGEST = 4         # an ingested table joined the tree (its number, sequence, size, footer CRC)
 
 MAX_SEQUENCE = (1 << 56) - 1
 
@@ -51,6 +54,22 @@ def wal_file_name(number: int) -> str:
 
 def manifest_file_name(number: int) -> str:
     return f"MANIFEST-{number:06d}"
+
+
+def ingest_link_name(wal_number: int, table_number: int) -> str:
+    """A hard link to an ingested table, kept for the WAL archiver: the segment that logged the
+    ingest, then the table's number (``000012-000015.ingest``). Not an engine file: the
+    engine removes it when the archive hold moves past the segment."""
+    return f"{wal_number:06d}-{table_number:06d}.ingest"
+
+
+def parse_ingest_link(name: str) -> tuple[int, int] | None:
+    """``(wal_number, table_number)`` of an ``ingest_link_name``, else None."""
+    stem, dot, ext = name.partition(".")
+    wal, dash, table = stem.partition("-")
+    if dot and dash and ext == "ingest" and wal.isdigit() and table.isdigit():
+        return int(wal), int(table)
+    return None
 
 
 def parse_file_name(name: str) -> tuple[str, int] | None:

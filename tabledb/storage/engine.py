@@ -1,9 +1,15 @@
 """The LSM engine: WAL, memtables, SSTables in levels, flush and compaction in the background.
 
-Write path: ``write`` encodes a batch as one WAL record, appends it, applies it
-to the active memtables and then publishes its sequence numbers, all under one
-write lock; an fsync, when asked for, is shared by every writer waiting for one
-(group commit). When the active memtables outgrow ``memtable_bytes`` they are
+Write path: ``write`` encodes a batch as one WAL record, appends it and applies it
+to the active memtables under one write lock; an fsync, when asked for, is
+shared by every writer waiting for one (group commit). Its sequence numbers are
+then published (``_visible_seq``): at once for an unsynced write (or one synced
+in the lock, sync_mode "commit"), after the fsync returned for a group commit.
+A write is never visible before it is durable if it asked to be; after a failed
+fsync nothing more is published and writes are refused until a reopen (the
+failed ones stay in the memtables, above every reader's sequence, and the
+visible sequence counts as a snapshot for flush and compaction, so the versions
+readers see are kept). When the active memtables outgrow ``memtable_bytes`` they are
 frozen together with the WAL segment that holds them, a new segment starts,
 and the flush thread turns each family's memtable into an L0 SSTable, records
 that in the MANIFEST and deletes the old segment. At most one frozen set waits
@@ -20,16 +26,19 @@ Backup support: ``backup_view`` (a consistent set of SSTables plus sealed WAL se
 while writers go on), ``seal_wal``/``wal_segments``/``hold_wal`` (for a WAL archiver), and
 ``assemble`` (a database directory from backed-up files); ``tabledb.backup`` builds on them.
 
-Files: ``<dir>/CURRENT``, ``MANIFEST-n``, ``n.log`` (WAL), ``n.sst``, ``LOCK``.
+Files: ``<dir>/CURRENT``, ``MANIFEST-n``, ``n.log`` (WAL), ``n.sst``, ``LOCK``; while a WAL
+archive holds segments, ``w-n.ingest`` (hard links to ingested tables, see ``ingest_links``).
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import operator
 import os
 import threading
 import time
+from bisect import insort
 from dataclasses import dataclass, fields
 from itertools import chain, islice
 
@@ -40,16 +49,19 @@ from tabledb.errors import (ClosedError, CorruptionError, Error, InvalidArgument
 from tabledb.storage import compaction as compaction_mod
 from tabledb.storage import dbformat
 from tabledb.storage import ingest as ingest_mod
-from tabledb.storage.batch import ColumnFamily, WriteBatch, check_key, check_range, encode_batch, decode_batch
+from tabledb.storage.batch import (INGEST_OP, ColumnFamily, WriteBatch, check_key, check_range, decode_batch,
+                                   encode_batch, ingest_ops)
 from tabledb.storage.cache import BlockCache, TableCache
-from tabledb.storage.dbformat import KIND_DELETE, KIND_PUT, KIND_RANGE_DELETE
+from tabledb.storage.dbformat import KIND_DELETE, KIND_INGEST, KIND_PUT, KIND_RANGE_DELETE, KIND_RESERVE
 from tabledb.storage.fs import DEFAULT_FS
-from tabledb.storage.log import FILE_HEADER, HEADER_SIZE, MANIFEST_MAGIC, WAL_MAGIC, LogWriter, read_log
+from tabledb.storage.log import FILE_HEADER, HEADER_SIZE, MANIFEST_MAGIC, WAL_MAGIC, LogWriter, read_log, read_log_reader
 from tabledb.storage.memtable import MemTable
 from tabledb.storage.rangedel import RangeTombstones, visible_max_fragments
 from tabledb.storage.snapshot import Snapshot, snapshot_sequence
 from tabledb.storage.sstable import SSTableWriter
 from tabledb.storage.version import FileMeta, Version, VersionEdit, VersionSet, new_db_id
+
+log = logging.getLogger("tabledb.storage")
 
 SYNC_MODES = ("group", "commit", "off")
 EMPTY_LOG_BYTES = HEADER_SIZE + FILE_HEADER.size   # a log file holding only its header record
@@ -277,12 +289,15 @@ class Engine:
         self._compaction_wanted = False
         self._wal_gen = 0
         self._synced_upto = (0, 0)
+        # _last_seq: the last sequence handed out and applied to the memtables; _visible_seq: the
+        # last one readers see. A write waiting for its group-commit fsync lies between the two.
+        self._last_seq = self._visible_seq = 0
         self._last_commit_us: int | None = None   # commit time of the newest write (None: unknown)
         self._stats = {"wal_torn_tail_bytes": 0, "wal_torn_tail_files": [], "flushes": 0, "compactions": 0,
                        "trivial_moves": 0, "files_dropped_by_tombstone": 0, "stall_seconds": 0.0,
                        "slowdowns": 0, "bytes_written": 0, "bytes_compacted": 0, "wal_syncs": 0,
-                       "recovered_records": 0, "ingested_files": 0, "ingested_bytes": 0,
-                       "wal_abandoned_files": [], "wal_sealed": 0}
+                       "recovered_records": 0, "recovered_ingests": 0, "ingested_files": 0, "ingested_bytes": 0,
+                       "wal_abandoned_files": [], "wal_sealed": 0, "manifest_orphaned_files": []}
         self.block_cache = BlockCache(opts.block_cache_bytes, opts.block_cache_admit_every)
         self.table_cache = TableCache(fs, path, opts.max_open_files, self.block_cache)
         self.versions = VersionSet(fs, path, opts.num_levels)
@@ -334,11 +349,12 @@ class Engine:
         self.versions.next_file = max([self.versions.next_file] + [n + 1 for _, n in present])
         # Replay every WAL segment the MANIFEST does not cover, oldest first.
         logs = sorted(n for kind, n in present if kind == "log" and n >= self.versions.log_number)
-        last_seq = self.versions.last_sequence
+        last_seq = manifest_seq = self.versions.last_sequence
         recovered: list = []     # (cf_id, FileMeta) of level-0 tables written when the memtables filled up
         for i, number in enumerate(logs):
             wal_path = os.path.join(path, dbformat.wal_file_name(number))
-            records, torn, header = read_log(fs, wal_path, magic=WAL_MAGIC)
+            records, reader = read_log_reader(fs, wal_path, magic=WAL_MAGIC)
+            torn, header = reader.torn_bytes, reader.header
             if header is not None and header[3] != self.versions.epoch:
                 # A segment of another epoch is history this database abandoned (a restore started a
                 # new epoch): never replay it. Renamed, not deleted, so nothing is lost by mistake.
@@ -350,7 +366,7 @@ class Engine:
                         _wal_has_records(fs, os.path.join(path, dbformat.wal_file_name(n)))
                         for n in logs[i + 1:]):
                     raise CorruptionError("WAL segment ends in a damaged record but later segments follow",
-                                          file=wal_path, offset=fs.file_size(wal_path) - torn)
+                                          file=wal_path, offset=reader.torn_offset)
                 self._stats["wal_torn_tail_bytes"] += torn
                 self._stats["wal_torn_tail_files"].append(wal_path)
             budget = self.options.memtable_bytes
@@ -361,7 +377,14 @@ class Engine:
                 # holds sequences reserved for ingestion, so it says nothing about what is in tables.)
                 first, commit_us, ops = decode_batch(payload, file=wal_path, offset=offset)
                 seq = first
-                for kind, cf_id, key, value in ops:
+                if ops and ops[0][0] > KIND_RANGE_DELETE:
+                    # A reserve or ingest record: nothing for a memtable. An ingest whose MANIFEST
+                    # edit never landed (a crash between the two) is finished here.
+                    seq += len(ops)
+                    if ops[0][0] == KIND_INGEST and first > manifest_seq and self._recover_ingest(
+                            number, ops, seq - 1, mems, recovered):
+                        mems = {cf_id: MemTable() for cf_id in self._cf_names}
+                for kind, cf_id, key, value in ops if seq == first else ():
                     mem = mems.get(cf_id)
                     if mem is not None:
                         mem.add(seq, kind, key, value)
@@ -378,7 +401,7 @@ class Engine:
                     mems = {cf_id: MemTable() for cf_id in self._cf_names}
                 if since_check >= budget >> 3:
                     since_check = 0
-        self._last_seq = last_seq
+        self._last_seq = self._visible_seq = last_seq
         # A fresh WAL segment; the recovered memtables go straight to L0 so old segments can go.
         self._wal_number = self.versions.new_file_number()
         self._wal = self._new_wal(self._wal_number)
@@ -391,7 +414,47 @@ class Engine:
         self._pending_outputs.clear()
         self._mems = {cf_id: MemTable() for cf_id in self._cf_names}
         self._publish()
+        if self.versions.torn_tail is not None:
+            self._set_aside_unlisted_tables()
         self._delete_obsolete_files()
+
+    def _set_aside_unlisted_tables(self) -> None:
+        """Recovery dropped the MANIFEST's incomplete last edit (version.py): rename each table the
+        recovered version does not list to ``NNNNNN.sst.orphan`` rather than delete it as obsolete.
+        Most are outputs of the flush or compaction that edit recorded (their data is also in the
+        WAL or in the inputs), but nothing proves that a table is not the only copy of its data."""
+        live = {f.number for f in self.versions.current.all_files()}
+        for kind, number in list(self._engine_files()):
+            if kind == "sst" and number not in live:
+                name = os.path.join(self.path, dbformat.table_file_name(number))
+                self.fs.rename(name, name + ".orphan")
+                self._stats["manifest_orphaned_files"].append(name + ".orphan")
+        if self._stats["manifest_orphaned_files"]:
+            self.fs.sync_dir(self.path)
+
+    def _recover_ingest(self, wal_number: int, ops, last: int, mems, recovered: list) -> bool:
+        """Recovery of an ingest record the MANIFEST does not know (its edit never landed): add
+        its tables at level 0, above what was replayed before it, and return True (``mems``
+        went to ``recovered``). The record was logged after its tables were durable under
+        their final names, so they are there; if one is not (or has another size, or its
+        column family is gone), the ingest is void and the record is skipped (False).
+        """
+        files = []
+        for cf_id, number, _seq, size, _crc in ingest_ops(ops):
+            path = os.path.join(self.path, dbformat.table_file_name(number))
+            if cf_id not in self._cf_names or not self.fs.exists(path) or self.fs.file_size(path) != size:
+                log.warning("%s: ingest record of table %d skipped: the table is not there", self.path, number)
+                return False
+            files.append((cf_id, number, path))
+        for cf_id, mem in mems.items():
+            if not mem.empty:
+                recovered.append((cf_id, self._write_level0(cf_id, mem)))
+        for cf_id, number, path in files:
+            recovered.append((cf_id, ingest_mod.inspect_external_file(self.fs, path).file_meta(number, last)))
+        if self.versions.wal_hold and wal_number >= self.versions.wal_hold:
+            self._link_for_archive(wal_number, [number for _, number, _ in files])
+        self._stats["recovered_ingests"] += 1
+        return True
 
     def _check_no_orphaned_data(self) -> None:
         """Refuse to start afresh over data: CURRENT is gone but tables or WAL records remain.
@@ -596,20 +659,36 @@ class Engine:
                 seq += 1
             self._last_seq = seq - 1
             self._last_commit_us = now_us
-            if do_sync and mode == "group":
+            if (do_sync and mode == "group") or self._visible_seq != first - 1:
+                # Readers see it once its group-commit fsync returned (_group_sync publishes it);
+                # an unsynced write behind writes still waiting for theirs waits with them.
                 target = (self._wal_gen, wal.file.size())
-        if do_sync and mode == "group":
+            else:
+                self._visible_seq = seq - 1
+                target = None
+        if target is not None:
             self._group_sync(target)
         return seq - 1
 
     def _group_sync(self, target) -> None:
-        """Make the WAL durable up to ``target`` ((generation, offset)); one fsync serves every waiter."""
+        """Make the WAL durable up to ``target`` ((generation, offset)), then visible to readers;
+        one fsync serves every waiter.
+
+        After a failed fsync nothing more becomes visible and this raises for every write it did
+        not cover: their bytes may be gone from the page cache, and a later fsync that succeeds
+        proves nothing about them. The writes stay in the memtables, above the visible sequence.
+        (Any error that stopped the engine, a background one too, counts: the cause may have
+        been the WAL's, and writers still waiting fail rather than guess.)
+        """
         with self._sync_lock:
             if self._synced_upto >= target:
                 return
+            if self._bg_error is not None:
+                raise OperationalError(f"the write is not durable: the WAL failed: {self._bg_error}")
             with self._write_lock:
                 wal = self._wal
                 reached = (self._wal_gen, wal.file.size())
+                reached_seq = self._last_seq
                 try:
                     wal.flush()
                 except StorageIOError as exc:
@@ -623,6 +702,9 @@ class Engine:
             except ValueError:
                 pass  # the segment was rotated and closed; rotation synced it
             self._stats["wal_syncs"] += 1
+            with self._write_lock:
+                if reached_seq > self._visible_seq:
+                    self._visible_seq = reached_seq
             if reached > self._synced_upto:
                 self._synced_upto = reached
 
@@ -671,7 +753,7 @@ class Engine:
         new_number = self.versions.new_file_number()
         new_wal = self._new_wal(new_number)
         old = self._wal
-        old.sync()  # an older segment is always whole on disk: only the newest may have a torn tail
+        self._sync_and_publish(old)  # an older segment is always whole on disk: only the newest may have a torn tail
         frozen = _Frozen(self._mems, self._wal_number, old, new_number)
         self._synced_upto = (self._wal_gen, old.file.size())
         self._wal_gen += 1
@@ -683,6 +765,18 @@ class Engine:
             self._publish()
             self._bg_cv.notify_all()
 
+    def _sync_and_publish(self, wal: LogWriter) -> None:
+        """REQUIRES: the write lock. Sync ``wal``, the active segment or the one being sealed: every
+        write is then durable, so make them all visible (unless an earlier WAL failure stopped that
+        for good)."""
+        try:
+            wal.sync()
+        except StorageIOError as exc:
+            self._bg_error = exc
+            raise
+        if self._bg_error is None:
+            self._visible_seq = self._last_seq
+
     def _publish(self) -> None:
         """Install a new super version from the current memtables and Version."""
         with self._sv_lock:
@@ -692,20 +786,28 @@ class Engine:
     def reserve_sequence(self) -> int:
         """Hand out a fresh sequence number S for an external table (``sst_writer``), as a one-op write would.
 
-        S is durable before this returns (recorded in the MANIFEST): after a crash the
-        engine never hands it out again. Snapshots taken before this call never see
-        data ingested at S.
+        S is durable before this returns (a reserve record in the WAL, fsynced, and the
+        MANIFEST's last_sequence): after a crash the engine never hands it out again, and
+        the WAL accounts for it. Snapshots taken before this call never see data ingested at S.
         """
         with self._write_lock:
             self._check_writable()
             seq = self._last_seq + 1
             try:
+                self._log_synced(encode_batch(seq, time.time_ns() // 1000, ((KIND_RESERVE, 0, b"", b""),)))
                 self.versions.log_and_apply(VersionEdit(last_sequence=seq))
             except StorageIOError as exc:
                 self._bg_error = exc
                 raise
-            self._last_seq = seq
+            self._last_seq = self._visible_seq = seq   # the synced record made every write before it durable
         return seq
+
+    def _log_synced(self, payload: bytes) -> None:
+        """REQUIRES: the write lock. Append a record to the WAL and fsync it (reserve and ingest
+        records: rare, and they must be durable before what follows them)."""
+        self._wal.add_record(payload)
+        self._wal.sync()
+        self._stats["wal_syncs"] += 1
 
     def sst_writer(self, path, cf=None, *, sequence: int) -> ingest_mod.ExternalTableWriter:
         """A builder for an SSTable at ``path`` whose entries all carry ``sequence`` (from
@@ -863,7 +965,10 @@ class Engine:
                 raise InvalidArgumentError(
                     f"{f.path}: the column family holds {newer}, written at or after the file's sequence "
                     f"{f.props.smallest_seq} (after reserve_sequence); reserve a new sequence and rebuild the file")
-        edit = VersionEdit(last_sequence=max(f.props.largest_seq for f, _ in staged.values()))
+        # The ingest record takes one sequence per table, after every write before it.
+        first = self._last_seq + 1
+        last = self._last_seq + len(staged)
+        edit = VersionEdit(last_sequence=last)
         for i in list(staged):
             f, number = staged[i]
             new_number = self.versions.new_file_number()
@@ -877,16 +982,32 @@ class Engine:
             staged[i] = (f, new_number)   # the caller removes this name if anything below fails
             self._pending_outputs.discard(number)
             level = ingest_mod.choose_level(version, cf_id, f)
-            edit.add.append((cf_id, level, f.file_meta(new_number, self._last_seq)))
+            edit.add.append((cf_id, level, f.file_meta(new_number, last)))
             result["levels"][i] = level
         final = dict(staged)
+        now_us = time.time_ns() // 1000
+        record = encode_batch(first, now_us, [(KIND_INGEST, cf_id, b"", INGEST_OP.pack(number, f.props.smallest_seq,
+                                                                                      f.size, f.file_crc))
+                                              for f, number in final.values()])
         try:
-            self.versions.log_and_apply(edit)   # syncs the directory first: the new names are durable
+            # The WAL record first, once the tables are durable under their final names: from then
+            # on the ingest happened (recovery finishes it if the MANIFEST edit below never lands).
+            self.fs.sync_dir(self.path)
+            self._log_synced(record)
+        except StorageIOError as exc:
+            self._bg_error = exc
+            raise
+        try:
+            self.versions.log_and_apply(edit)
         except BaseException as exc:
             # The edit may or may not be durable: keep its files (pending) until the next open decides.
             self._bg_error = exc if isinstance(exc, Error) else OperationalError(str(exc))
             staged.clear()
             raise
+        self._last_seq = self._visible_seq = last   # the synced record made every write before it durable
+        self._last_commit_us = now_us
+        if self.versions.wal_hold:
+            self._link_for_archive(self._wal_number, [number for _, number in final.values()])
         with self._bg_cv:
             self._publish()
             for _, number in final.values():
@@ -895,16 +1016,41 @@ class Engine:
             self._bg_cv.notify_all()
         return final
 
+    def _link_for_archive(self, wal_number: int, numbers) -> None:
+        """Keep a hard link to each ingested table for the WAL archiver (``ingest_links``): the
+        tree may compact a table away before the archiver copies the segment that logged it."""
+        try:
+            for number in numbers:
+                link = os.path.join(self.path, dbformat.ingest_link_name(wal_number, number))
+                if not self.fs.exists(link):
+                    self.fs.link(os.path.join(self.path, dbformat.table_file_name(number)), link)
+            self.fs.sync_dir(self.path)
+        except Error as exc:
+            # The ingest is in; only the archive lacks the table, and a restore across it says so.
+            log.warning("%s: could not keep ingested tables for the WAL archive: %s", self.path, exc)
+
+    def ingest_links(self, wal_number: int | None = None) -> list[tuple[int, int, str]]:
+        """The ingested tables kept for the WAL archiver, as ``(wal_number, table_number, path)``,
+        oldest first; only those logged in segment ``wal_number`` if given. The links go when
+        the WAL hold moves past their segment (``hold_wal``)."""
+        self._check_open()
+        out = []
+        for name in self.fs.listdir(self.path):
+            parsed = dbformat.parse_ingest_link(name)
+            if parsed is not None and (wal_number is None or parsed[0] == wal_number):
+                out.append((parsed[0], parsed[1], os.path.join(self.path, name)))
+        return sorted(out)
+
     # ------------------------------------------------------------------ reads
     @property
     def latest_sequence(self) -> int:
         self._check_open()
-        return self._last_seq
+        return self._visible_seq
 
     def snapshot(self) -> Snapshot:
         self._check_open()
         with self._snap_lock:
-            seq = self._last_seq
+            seq = self._visible_seq
             self._snapshots.add(seq)
         return Snapshot(self, seq)
 
@@ -916,7 +1062,7 @@ class Engine:
                 pass
 
     def _read_sequence(self, snapshot) -> int:
-        return self._last_seq if snapshot is None else snapshot_sequence(self, snapshot)
+        return self._visible_seq if snapshot is None else snapshot_sequence(self, snapshot)
 
     def get(self, key, cf=None, snapshot=None) -> bytes | None:
         """The value of ``key``, or None. Safe to call from any thread."""
@@ -925,7 +1071,7 @@ class Engine:
         cf_id = 0 if cf is None else self._cf_id(cf)
         if self._closed:
             raise ClosedError("the engine is closed")
-        seq = self._last_seq if snapshot is None else self._read_sequence(snapshot)
+        seq = self._visible_seq if snapshot is None else self._read_sequence(snapshot)
         sv = self._sv
         try:
             mem = sv.mems[cf_id]
@@ -1180,8 +1326,11 @@ class Engine:
                 raise OperationalError(f"background flush failed: {self._bg_error}")
 
     def _flush_all_inline(self) -> None:
+        if not self._imms:
+            return
         while self._imms:
             self._flush_one(self._imms[-1])
+        self._delete_obsolete_files()
 
     def _flush_loop(self) -> None:
         while True:
@@ -1193,6 +1342,12 @@ class Engine:
                 frozen = self._imms[-1]
             try:
                 self._flush_one(frozen)
+                # Let the flushed set go before looking for obsolete files: it holds the Version its
+                # flush installed (and its memtables), and a compaction that replaced that Version's
+                # files meanwhile found them still in use. Kept until the next flush, they would
+                # stay on disk (and the memtables in memory) for as long as writes pause.
+                frozen = None
+                self._delete_obsolete_files()
             except Exception as exc:  # keep the error for writers; stop flushing
                 self._bg_error = exc
                 with self._bg_cv:
@@ -1220,8 +1375,8 @@ class Engine:
         # Drop the sealed segment rather than close it: a group-commit fsync may still hold it
         # (taking _sync_lock here would deadlock with a writer stalled on this flush), and the
         # file closes when its last user lets go. _freeze synced it, so nothing is buffered.
+        # The caller deletes the obsolete files once it has let ``frozen`` go.
         frozen.wal = None
-        self._delete_obsolete_files()
 
     def _write_level0(self, cf_id: int, mem: MemTable) -> FileMeta:
         number = self.versions.new_file_number()
@@ -1261,8 +1416,15 @@ class Engine:
                         droppable=bool(multi_version or props.num_deletions or props.num_range_tombstones))
 
     def _snapshot_list(self) -> list[int]:
+        """The sequences flushes and compactions must keep a view of: every snapshot's, and the
+        visible sequence while writes above it are not visible (their fsync is pending, or failed:
+        then they never will be), so that what readers see keeps its versions."""
+        visible = self._visible_seq
         with self._snap_lock:
-            return list(self._snapshots)
+            snapshots = list(self._snapshots)
+        if visible < self._last_seq and visible not in snapshots:
+            insort(snapshots, visible)
+        return snapshots
 
     # ------------------------------------------------------------------ compaction
     def _compaction_loop(self) -> None:
@@ -1564,8 +1726,11 @@ class Engine:
         Covers each SSTable of the current version (every block and the whole-file CRC),
         the WAL segments not yet flushed and the MANIFEST. Returns what was checked:
         ``{"tables": n, "table_bytes": b, "wal_segments": n, "manifest": name}``.
-        ``progress(done_bytes, total_bytes)`` is called after each table.
+        ``progress(done_bytes, total_bytes)`` is called after each table (InvalidTypeError,
+        before anything is read, if it is not callable).
         """
+        if progress is not None and not callable(progress):
+            raise InvalidTypeError("progress must be callable")
         self._check_open()
         version = self.versions.current
         files = list(version.all_files())
@@ -1663,7 +1828,7 @@ class Engine:
             return None
         new_number = self.versions.new_file_number()
         new_wal = self._new_wal(new_number)
-        old.sync()
+        self._sync_and_publish(old)
         self._synced_upto = (self._wal_gen, old.file.size())
         self._wal_gen += 1
         sealed = self._wal_number
@@ -1705,6 +1870,12 @@ class Engine:
         with self._write_lock:
             self._check_writable()
             self.versions.log_and_apply(VersionEdit(wal_hold=number or 0))
+        for wal_number, _table, path in self.ingest_links():
+            if not number or wal_number < number:
+                try:
+                    self.fs.remove(path)
+                except Error:
+                    pass   # removed again at the next move of the hold
         self._delete_obsolete_files()
 
     def backup_view(self, hold_wal: bool = False, flush: bool = False, attempts: int = 5) -> BackupView:
@@ -1780,6 +1951,55 @@ class Engine:
                                   wal_pin=None if flush else log_number)
             snapshot.close()
         raise OperationalError("backup_view: bulk ingests kept landing while the view was cut; try again")
+
+    def replay(self, records) -> int:
+        """Apply WAL record payloads from this database's own history -- a restore replaying an
+        archived WAL after the ingest that ``ingest`` replayed -- at their own sequence numbers
+        and commit times; returns the latest sequence.
+
+        Each record must follow on: its first sequence is ``latest_sequence + 1``
+        (InvalidArgumentError otherwise, and nothing of that record is applied). Reserve
+        records are taken as they are; an ingest record is refused (it needs its tables:
+        replay it with ``ingest``). Operations on a column family the engine lacks are
+        dropped. The records go to the WAL unsynced; ``flush`` or a synced write makes
+        them durable.
+        """
+        with self._write_lock:
+            self._check_writable()
+            before = self._last_seq
+            for payload in records:
+                first, commit_us, ops = decode_batch(payload)
+                if first != self._last_seq + 1:
+                    raise InvalidArgumentError(f"a replayed record must start at sequence {self._last_seq + 1}, "
+                                               f"not {first}")
+                if ops and ops[0][0] == KIND_INGEST:
+                    raise InvalidArgumentError("an ingest record is replayed with ingest() and its tables")
+                self._make_room()
+                try:
+                    self._wal.add_record(payload)
+                except StorageIOError as exc:
+                    self._bg_error = exc
+                    raise
+                if ops and ops[0][0] != KIND_RESERVE:
+                    mems = self._mems
+                    seq = first
+                    for kind, cf_id, key, value in ops:
+                        mem = mems.get(cf_id)
+                        if mem is not None:
+                            mem.add(seq, kind, key, value)
+                        seq += 1
+                self._last_seq = first + len(ops) - 1
+                self._last_commit_us = commit_us
+            try:
+                self._wal.flush()
+            except StorageIOError as exc:
+                self._bg_error = exc
+                raise
+            if self._visible_seq == before:
+                self._visible_seq = self._last_seq
+            elif self._visible_seq < self._last_seq:
+                self._sync_and_publish(self._wal)   # writes before these still wait for their group-commit fsync
+            return self._last_seq
 
     def _release_wal_pin(self, number: int) -> None:
         with self._write_lock:
@@ -1865,7 +2085,7 @@ class Engine:
         mem_bytes = sum(m.approximate_bytes for m in sv.mems.values())
         imm_bytes = sum(m.approximate_bytes for imm in sv.imms for m in imm.values())
         out = {
-            "sequence": self._last_seq,
+            "sequence": self._visible_seq,
             "memtable_bytes": mem_bytes,
             "immutable_memtable_bytes": imm_bytes,
             "memtable_budget": self.options.memtable_bytes,
@@ -1879,9 +2099,13 @@ class Engine:
                     "torn_tail_files": list(self._stats["wal_torn_tail_files"]),
                     "syncs": self._stats["wal_syncs"], "sync_mode": self.options.sync_mode,
                     "recovered_records": self._stats["recovered_records"],
+                    "recovered_ingests": self._stats["recovered_ingests"],
                     "abandoned_files": list(self._stats["wal_abandoned_files"]),
                     "sealed": self._stats["wal_sealed"], "hold": self.versions.wal_hold},
             "torn_tail_bytes": self._stats["wal_torn_tail_bytes"],
+            "manifest": {"number": self.versions.manifest_number,
+                         "torn_tail_bytes": (self.versions.torn_tail or (0, 0))[1],
+                         "orphaned_files": list(self._stats["manifest_orphaned_files"])},
             "block_cache": self.block_cache.stats(),
             "table_cache": {"open": len(self.table_cache), "capacity": self.options.max_open_files},
             "background_error": None if self._bg_error is None else str(self._bg_error),

@@ -199,6 +199,7 @@ class ExternalFile:
     size: int
     props: TableProperties
     distinct_keys: int
+    file_crc: int = 0          # the footer's masked CRC-32C of the bytes before it (the WAL's ingest op)
 
     @property
     def empty(self) -> bool:
@@ -239,7 +240,7 @@ def inspect_external_file(fs, path: str) -> ExternalFile:
     try:
         distinct = reader.verify()
         size = reader.properties.file_size
-        return ExternalFile(path, size, reader.properties, distinct)
+        return ExternalFile(path, size, reader.properties, distinct, reader.file_crc)
     finally:
         reader.close()
 

@@ -13,11 +13,22 @@ with zeros. The first record of every log file is a header record::
     magic: 6 bytes (b"TDBWAL" or b"TDBMAN") | version: u16 | file_number: u64 | epoch: u64
 
 Reading
-- Zeros where a fragment header should be, with nothing valid after them, end
-  the log cleanly: WAL segments are preallocated ahead of their writes.
+- Zeros where a fragment header should be, with only zeros after them to the
+  end of the file, end a preallocated log cleanly: WAL segments are
+  preallocated ahead of their writes (a record begun before them is torn).
+  Zeros over a header with non-zero bytes later in the file are no clean end
+  but a torn tail, from the zeros (or the record they interrupt) to the last
+  non-zero byte. A log that is not preallocated (the MANIFEST) has no zero
+  tail: zeros where a record should be are a torn tail too.
 - A damaged or incomplete fragment at the end of the file (a torn write: the
   process or the machine died mid-append) ends the log: the reader stops there
-  and reports the number of bytes it dropped (``LogReader.torn_bytes``).
+  and reports the number of bytes it dropped (``LogReader.torn_bytes``), where
+  they start (``torn_offset``) and their shape (``torn_kind``): ``"cut"`` (the
+  file ends inside a record), ``"zeros"`` (zeros from inside a record, or
+  where one should start, to the end of the file) -- the two shapes an
+  interrupted append leaves -- or ``"damage"`` (a whole fragment whose
+  checksum, type or length is wrong, or junk after zeros). The WAL drops any torn tail; the MANIFEST accepts only the first two
+  (see ``version.py``).
 - Damage followed by at least one valid record is corruption in the middle of
   the log: :class:`CorruptionError` names the file and the offset of the first
   bad fragment. A log is never half-applied: records are only handed out whole.
@@ -128,15 +139,22 @@ class LogReader:
 
     Iterate to get ``(offset, payload)`` pairs; ``offset`` is the file offset of
     the record's first fragment. After iteration, ``torn_bytes`` is how many
-    bytes of damaged or incomplete tail were dropped, and ``header`` holds the
-    file header ``(magic, version, file_number, epoch)``.
+    bytes of damaged or incomplete tail were dropped (0: none), ``torn_offset``
+    where they start, ``torn_kind`` and ``torn_reason`` what they were (see the
+    module docstring), and ``header`` holds the file header ``(magic, version,
+    file_number, epoch)``. ``preallocated``: whether zeros to the end of the file
+    are a clean end (WAL segments) or a torn tail (the MANIFEST).
     """
 
-    def __init__(self, file, *, magic: bytes):
+    def __init__(self, file, *, magic: bytes, preallocated: bool = True):
         self.file = file
         self.path = file.path
         self.magic = magic
+        self.preallocated = preallocated
         self.torn_bytes = 0
+        self.torn_offset: int | None = None
+        self.torn_kind: str | None = None     # "cut" | "zeros" | "damage"
+        self.torn_reason = ""
         self.header: tuple | None = None
         self._size = file.size()
         # zeros from offset 0 with nothing valid after: a segment preallocated but killed before
@@ -179,20 +197,35 @@ class LogReader:
                 frag_off = block_start + pos
                 end = pos + HEADER_SIZE + length
                 if kind == ZERO_TYPE and length == 0 and crc == 0 and not self._valid_fragment_after(frag_off):
-                    # zeros to the end: space preallocated and never written (or a block's padding
-                    # at the very end). The log ends here; a record begun before it is torn.
-                    if parts:
-                        self.torn_bytes = frag_off - record_offset
+                    # The log ends here. Zeros to the end: space preallocated and never written,
+                    # a clean end (a record begun before it is torn). Non-zero bytes after the
+                    # zeros: a torn tail up to the last of them.
+                    start = record_offset if parts else frag_off
+                    last = self._last_nonzero(frag_off)
+                    if last >= 0:
+                        self._torn(start, last + 1 - start, "damage", "zeros over a fragment header, "
+                                   "non-zero bytes after them")
+                    elif parts:
+                        self._torn(start, frag_off - start, "cut", "a record cut short, zeros after it")
+                    elif not self.preallocated:
+                        self._torn(start, size - start, "zeros", "zeros where a record should be")
                     elif frag_off == 0:
                         self._zero_from_start = True
                     return
                 if end > blen or kind > LAST or kind == ZERO_TYPE:
-                    self._damage(frag_off, record_offset if parts else frag_off,
-                                 "fragment runs past its block" if end > blen else f"bad fragment type {kind}")
+                    if end > blen and blen < BLOCK_SIZE:
+                        self._damage(frag_off, record_offset if parts else frag_off,
+                                     "fragment runs past the end of the file", "cut")
+                    elif end > blen:
+                        self._damage(frag_off, record_offset if parts else frag_off, "fragment runs past its block")
+                    else:
+                        self._damage(frag_off, record_offset if parts else frag_off, f"bad fragment type {kind}",
+                                     self._damage_kind(frag_off, frag_off + HEADER_SIZE))
                     return
                 data = block[pos + HEADER_SIZE:end]
                 if mask_crc(crc32c(data, _TYPE_CRC[kind])) != crc:
-                    self._damage(frag_off, record_offset if parts else frag_off, "fragment checksum mismatch")
+                    self._damage(frag_off, record_offset if parts else frag_off, "fragment checksum mismatch",
+                                 self._damage_kind(frag_off, block_start + end))
                     return
                 pos = end
                 if kind == FULL:
@@ -218,18 +251,41 @@ class LogReader:
                 # Short final block: any bytes after the last whole fragment are a torn header.
                 if pos < blen:
                     self._damage(block_start + pos, record_offset if parts else block_start + pos,
-                                 "truncated fragment header")
+                                 "truncated fragment header", "cut")
                     return
                 break
             block_start += BLOCK_SIZE
         if parts:  # the file ended inside a record: a torn tail
-            self.torn_bytes = size - record_offset
+            self._torn(record_offset, size - record_offset, "cut", "the file ends inside a record")
 
-    def _damage(self, bad_offset: int, record_offset: int, why: str) -> None:
+    def _damage(self, bad_offset: int, record_offset: int, why: str, kind: str = "damage") -> None:
         """Damage at ``bad_offset``: a torn tail if nothing valid follows, otherwise corruption."""
         if self._valid_fragment_after(bad_offset):
             raise CorruptionError(f"corrupt log record: {why}", file=self.path, offset=bad_offset)
-        self.torn_bytes = self._size - record_offset
+        self._torn(record_offset, self._size - record_offset, kind, why)
+
+    def _damage_kind(self, frag_off: int, frag_end: int) -> str:
+        """``"zeros"`` when the bad fragment at ``frag_off`` (ending at ``frag_end``) turns to zeros
+        inside it and stays zero to the end of the file -- what a power loss leaves when the file's
+        size reached the disk and its last page did not -- else ``"damage"``."""
+        return "zeros" if self._last_nonzero(frag_off) < min(frag_end, self._size) - 1 else "damage"
+
+    def _torn(self, offset: int, nbytes: int, kind: str, why: str) -> None:
+        self.torn_offset = offset
+        self.torn_bytes = nbytes
+        self.torn_kind = kind
+        self.torn_reason = why
+
+    def _last_nonzero(self, start: int) -> int:
+        """The offset of the last non-zero byte at or after ``start``; -1 when there are only zeros."""
+        end = self._size
+        while end > start:
+            lo = max(start, end - BLOCK_SIZE)
+            kept = self.file.read(lo, end - lo).rstrip(b"\x00")
+            if kept:
+                return lo + len(kept) - 1
+            end = lo
+        return -1
 
     def _valid_fragment_after(self, offset: int) -> bool:
         """True when a fragment with a right checksum starts anywhere after ``offset``.
@@ -261,11 +317,17 @@ class LogReader:
 
 
 def read_log(fs, path: str, *, magic: bytes):
-    """Return ``(records, torn_bytes, header)`` for the whole log at ``path``."""
+    """Return ``(records, torn_bytes, header)`` for the whole log at ``path`` (read as preallocated)."""
+    records, reader = read_log_reader(fs, path, magic=magic)
+    return records, reader.torn_bytes, reader.header
+
+
+def read_log_reader(fs, path: str, *, magic: bytes):
+    """Return ``(records, reader)``: the whole log at ``path`` and the spent :class:`LogReader`, for its
+    ``header`` and where a torn tail starts (``torn_offset``), how long it is and its shape."""
     f = fs.open_readable(path)
     try:
         reader = LogReader(f, magic=magic)
-        records = list(reader)
-        return records, reader.torn_bytes, reader.header
+        return list(reader), reader
     finally:
         f.close()

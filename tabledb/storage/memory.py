@@ -25,8 +25,8 @@ Bulk ingestion (``reserve_sequence``, ``sst_writer``, ``ingest``): the writer
 keeps its operations in a list, registered process-wide under the file's
 absolute path when it closes (it also leaves a small marker file at the path,
 so that ``move=True`` visibly consumes it); ``ingest`` applies them at the
-writer's sequence, as if a batch had been written then, without using a new
-sequence number.
+writer's sequence, as if a batch had been written then, and then uses one new
+sequence number per file with entries (the LSM engine's ingest record in the WAL).
 
 Thread-safety: every public method takes the engine's one lock.
 """
@@ -396,6 +396,7 @@ class MemoryEngine:
                         pass
             result["files"] = sum(1 for t in tables if t.smallest is not None)
             result["bytes"] = sum(t.size for t in tables if t.smallest is not None)
+            self._state.sequence += result["files"]
             self._state.ingested_files += result["files"]
             self._state.ingested_bytes += result["bytes"]
             return result

@@ -748,6 +748,11 @@ class SSTableReader:
     def file_number(self) -> int:
         return self._file_number
 
+    @property
+    def file_crc(self) -> int:
+        """The footer's ``file_crc``: the masked CRC-32C of every byte before the footer."""
+        return self._file_crc
+
     def may_contain(self, user_key: bytes) -> bool:
         """False only if no point entry of ``user_key`` is in the table (range tombstones aside)."""
         return self._bloom.may_contain(user_key)

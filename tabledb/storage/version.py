@@ -15,6 +15,43 @@ MANIFEST record (JSON object; every field optional):
               largest_exclusive, smallest_seq, largest_seq, entries, range_deletions, droppable], ...]}
 The first record after the log header is a full snapshot of the state; CURRENT
 holds the name of the live MANIFEST followed by a newline.
+
+Durability and recovery
+An edit is acted upon -- its Version installed, the files it made obsolete
+deleted, the WAL segments it flushed dropped, the caller answered -- only after
+its append and fsync returned. Recovery reads the MANIFEST strictly:
+
+- Damage anywhere, the last record included (a whole fragment whose checksum,
+  type or length is wrong, or junk after zeros), is :class:`CorruptionError`
+  naming the MANIFEST and the record's offset: a crash does not write bad bytes
+  into a whole record, so a synced edit was lost.
+- An incomplete last record (the file ends inside it, or turns to zeros in
+  it or where it should start) is what an interrupted append leaves: a kill -9
+  during the write() of a multi-page edit, a power loss before its fsync
+  returned, a failed write. Such an edit was never acted upon, so the version
+  before it is one the database really was in -- and then nothing it needs is
+  gone. That is checked (below); if it holds, the tail is dropped
+  (``torn_tail``) and the engine renames every table the recovered version
+  does not list to ``NNNNNN.sst.orphan`` instead of deleting it: open deletes
+  no table on a recovery path that dropped MANIFEST bytes. If it does not
+  hold, the lost bytes were synced and acted upon: CorruptionError naming the
+  MANIFEST and the offset of the incomplete record.
+- Always, the recovered version must be whole: every table it lists is on
+  disk (a lost compaction or column family drop deleted its inputs), and so is
+  the WAL segment its ``log_number`` names when an edit after the snapshot set
+  it (such a segment exists before the edit naming it is written and is
+  deleted only after a later edit moved ``log_number`` past it: a lost flush
+  deleted it). Otherwise CorruptionError naming the MANIFEST: it lost edits (a
+  cut at a record boundary leaves no other trace), or a file was deleted.
+
+A cut whose lost edits left no such trace (nothing they made obsolete was
+deleted yet) cannot be told from a crash mid-append: the database opens at the
+older version, with the tables of those edits set aside, and says so
+(``Engine.stats()["manifest"]``, a warning of ``tabledb check``).
+
+A failed append or sync leaves the MANIFEST ending in part of an edit, or in a
+whole edit that was never applied: the next edit goes to a new MANIFEST (the
+current state as its snapshot), never after it.
 """
 
 from __future__ import annotations
@@ -27,9 +64,9 @@ import weakref
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from tabledb.errors import CorruptionError
+from tabledb.errors import CorruptionError, Error
 from tabledb.storage import dbformat
-from tabledb.storage.log import MANIFEST_MAGIC, LogWriter, read_log
+from tabledb.storage.log import MANIFEST_MAGIC, LogReader, LogWriter
 
 MAX_MANIFEST_BYTES = 4 << 20
 
@@ -204,7 +241,10 @@ class VersionSet:
         self.db_id: str | None = None
         self.wal_hold = 0
         self.manifest_number = 0
+        # (offset, bytes) of the incomplete last record that recovery dropped; None when there was none
+        self.torn_tail: tuple[int, int] | None = None
         self._manifest: LogWriter | None = None
+        self._manifest_failed = False   # an append or sync failed: start a new MANIFEST before the next edit
         self._live_versions: weakref.WeakSet = weakref.WeakSet()
 
     # -- numbers ---------------------------------------------------------------------------
@@ -232,13 +272,25 @@ class VersionSet:
         path = os.path.join(self.dbpath, name)
         if not self.fs.exists(path):
             raise CorruptionError(f"CURRENT names {name}, which is missing", file=current_path, offset=0)
-        records, torn, _ = read_log(self.fs, path, magic=MANIFEST_MAGIC)
+        f = self.fs.open_readable(path)
+        try:
+            reader = LogReader(f, magic=MANIFEST_MAGIC, preallocated=False)
+            records = list(reader)
+        finally:
+            f.close()
+        if reader.torn_bytes and reader.torn_kind == "damage":
+            raise CorruptionError(f"damaged MANIFEST record ({reader.torn_reason}): an edit that was synced "
+                                  "is lost", file=path, offset=reader.torn_offset)
         if not records:
             raise CorruptionError("MANIFEST holds no version", file=path, offset=0)
         cfs: dict[int, list[list[FileMeta]]] = {}
-        for offset, payload in records:
+        added_at: dict[int, int] = {}   # table number -> offset of the record that added it
+        log_set_at = None               # offset of the edit after the snapshot that set log_number
+        for i, (offset, payload) in enumerate(records):
             edit = VersionEdit.decode(payload, file=path, offset=offset)
             self._apply_counters(edit)
+            if edit.log_number is not None and edit.log_number == self.log_number:
+                log_set_at = offset if i else None
             for cf_id, name_ in edit.cf_add:
                 self.cf_names[cf_id] = name_
                 cfs.setdefault(cf_id, [[] for _ in range(self.num_levels)])
@@ -251,12 +303,41 @@ class VersionSet:
             for cf_id, level, meta in edit.add:
                 if cf_id in cfs:
                     cfs[cf_id][level].append(meta)
+                    added_at[meta.number] = offset
         self.current = Version({cf: self._build_levels(levels) for cf, levels in cfs.items()})
+        self._check_whole(path, reader, added_at, log_set_at)
+        if reader.torn_bytes:
+            self.torn_tail = (reader.torn_offset, reader.torn_bytes)
         self.manifest_number = parsed[1]
         if self.db_id is None:   # a database made before ids existed gets one now
             self.db_id = new_db_id()
         # Start a fresh MANIFEST on every open: it compacts the edit log.
         self._write_new_manifest()
+
+    def _check_whole(self, path: str, reader: LogReader, added_at: dict, log_set_at: int | None) -> None:
+        """Recovery: raise CorruptionError naming the MANIFEST unless every table the recovered
+        version lists is on disk, and the WAL segment ``log_number`` names when an edit set it
+        (see the module docstring)."""
+        names = set(self.fs.listdir(self.dbpath))
+        missing = sorted(f.number for f in self.current.all_files()
+                         if dbformat.table_file_name(f.number) not in names)
+        if missing:
+            what = (f"it lists {len(missing)} table(s) that are missing, e.g. "
+                    f"{dbformat.table_file_name(missing[0])}")
+            offset = added_at.get(missing[0], 0)
+        elif log_set_at is not None and self.log_number and dbformat.wal_file_name(self.log_number) not in names:
+            what = f"the WAL segment it replays from ({dbformat.wal_file_name(self.log_number)}) is missing"
+            offset = log_set_at
+        else:
+            return
+        if reader.torn_bytes:
+            raise CorruptionError(
+                f"the MANIFEST ends in an incomplete record ({reader.torn_bytes} bytes: {reader.torn_reason}) "
+                f"and the version before it is not whole: {what}. The edits from there on were synced and "
+                "acted upon, and are lost", file=path, offset=reader.torn_offset)
+        raise CorruptionError(f"the MANIFEST's version is not whole: {what} (recorded by the edit at offset "
+                              f"{offset}); the MANIFEST lost later edits, or the file was removed",
+                              file=path, offset=offset)
 
     def _apply_counters(self, edit: VersionEdit) -> None:
         if edit.next_file is not None:
@@ -297,21 +378,39 @@ class VersionSet:
         self.next_file += 1
         name = dbformat.manifest_file_name(number)
         path = os.path.join(self.dbpath, name)
-        writer = LogWriter(self.fs.open_writable(path), magic=MANIFEST_MAGIC, file_number=number, epoch=self.epoch)
-        writer.add_record(self._snapshot_edit().encode())
-        writer.sync()
-        self.fs.sync_dir(self.dbpath)
-        self.fs.write_file_atomic(os.path.join(self.dbpath, dbformat.CURRENT), (name + "\n").encode())
+        f = self.fs.open_writable(path)
+        try:
+            writer = LogWriter(f, magic=MANIFEST_MAGIC, file_number=number, epoch=self.epoch)
+            writer.add_record(self._snapshot_edit().encode())
+            writer.sync()
+            self.fs.sync_dir(self.dbpath)
+            self.fs.write_file_atomic(os.path.join(self.dbpath, dbformat.CURRENT), (name + "\n").encode())
+        except BaseException:
+            # CURRENT may name the old MANIFEST or this one: append to neither; the next edit tries again.
+            self._manifest_failed = True
+            try:
+                f.close()
+            except Exception:
+                pass
+            raise
+        self._manifest_failed = False
         old, self._manifest = self._manifest, writer
         old_number, self.manifest_number = self.manifest_number, number
         if old is not None:
-            old.close()
+            try:
+                old.close()
+            except Error:
+                pass   # after a failed append its buffer may not flush: the file goes anyway
         if old_number and old_number != number:
             self.fs.remove(os.path.join(self.dbpath, dbformat.manifest_file_name(old_number)))
 
     def log_and_apply(self, edit: VersionEdit) -> Version:
         """Make ``edit`` durable in the MANIFEST, then install the Version it yields."""
         with self.lock:
+            if self._manifest_failed:
+                # The last append or sync failed: the file may end in part of that edit, or in all
+                # of it though it was never applied. Nothing goes after it: a new MANIFEST first.
+                self._write_new_manifest()
             if edit.add:
                 # New SSTables must be durable names in the directory before the MANIFEST names them.
                 self.fs.sync_dir(self.dbpath)
@@ -319,8 +418,12 @@ class VersionSet:
             if edit.last_sequence is not None:
                 edit.last_sequence = max(edit.last_sequence, self.last_sequence)
             new = self._apply(edit)
-            self._manifest.add_record(edit.encode())
-            self._manifest.sync()
+            try:
+                self._manifest.add_record(edit.encode())
+                self._manifest.sync()
+            except BaseException:
+                self._manifest_failed = True
+                raise
             self._apply_counters(edit)
             self._install(new)
             for cf_id, name in edit.cf_add:
@@ -328,7 +431,10 @@ class VersionSet:
             for cf_id in edit.cf_drop:
                 self.cf_names.pop(cf_id, None)
             if self._manifest.file.size() > MAX_MANIFEST_BYTES:
-                self._write_new_manifest()
+                try:
+                    self._write_new_manifest()
+                except Error:
+                    pass   # the edit is durable in the old MANIFEST or in the new one; the next edit tries again
             return new
 
     def _install(self, version: Version) -> None:

@@ -16,8 +16,11 @@ opens it and reads every table. Allowed outcomes, per file kind:
   ``stats()["wal"]["torn_tail_bytes"]`` says so.
 - MANIFEST (edits before the last) and CURRENT: CorruptionError naming it.
 
-Two bugs are pinned as strict xfails at the end (the MANIFEST's last edit,
-and a zeroed WAL record not counted as a torn tail).
+The tests at the end take the MANIFEST's last edit and a cut MANIFEST on
+their own (a damaged edit is corruption; a cut one is a torn tail only when
+nothing the older version needs is gone, and then open sets the tables it does
+not list aside instead of deleting them), and a zeroed WAL record before
+non-zero bytes (a torn tail, counted).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from tabledb.errors import CorruptionError
 from tabledb.storage import Engine
 from tabledb.storage.fs import DEFAULT_FS
 from tabledb.storage.log import MANIFEST_MAGIC, WAL_MAGIC, read_log
+
+from faultfs import FaultInjectionFS
 
 from .workload import ENGINE_OPTIONS, Generator, Model, read_state, run_transaction
 
@@ -124,7 +129,7 @@ def offsets(built: dict, target: str, how: str) -> list[int]:
         if how == "truncate":
             return [10, recs[0], recs[2] + 5, recs[-1] + 3, size - 1]
         return [3, recs[0] + 1, recs[2] + 9, recs[-1], recs[-1] + 12, size - 1]
-    if target == "manifest":   # edits before the last (the last: see the xfail below)
+    if target == "manifest":   # edits before the last (the last: see the tests at the end)
         edits = built["manifest_edits"]
         return [2, edits[0] + 9, edits[1] + 2, edits[len(edits) // 2] + 8]
     if target == "current":
@@ -156,7 +161,7 @@ def _record_end(built: dict, start: int) -> int:
 
 CASES = [(target, how) for target in ("wal", "sst-large", "sst-small", "manifest", "current")
          for how in ("flip", "zero", "truncate")
-         if (target, how) != ("manifest", "truncate")]   # a cut MANIFEST: the xfail below
+         if (target, how) != ("manifest", "truncate")]   # a cut MANIFEST: the tests at the end
 
 
 @pytest.mark.parametrize("target,how", CASES)
@@ -195,7 +200,7 @@ def test_damage_is_corruption_or_tail_drop_never_wrong_rows(tmp_path, built, tar
 
 
 # =============================================================================================
-# Bugs found (strict xfails: they pass once the engine is fixed)
+# The MANIFEST's last edit, a cut MANIFEST, a zeroed last WAL record
 
 
 def _manifest_db(tmp_path) -> tuple[str, str, list[int]]:
@@ -211,18 +216,27 @@ def _manifest_db(tmp_path) -> tuple[str, str, list[int]]:
     return path, manifest, [o for o, _ in records]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a MANIFEST whose last edit is damaged or cut is read as a torn "
-                   "tail; open succeeds with the older version, deletes the table files the lost edit added as "
-                   "obsolete (the only copy of the data), and reads then fail with StorageIOError on files the old "
-                   "version names (tabledb/storage/version.py recover, engine._delete_obsolete_files)")
-@pytest.mark.parametrize("how", ["cut-last-edit", "flip-in-last-edit", "cut-mid-file"])
+@pytest.mark.parametrize("how", ["cut-last-edit", "flip-in-last-edit", "cut-mid-file", "zeros-from-last-edit",
+                                 "cut-at-last-edit", "cut-at-mid-edit"])
 def test_damaged_last_manifest_edit_is_corruption_and_deletes_nothing(tmp_path, how):
+    """The edits lost were synced and acted upon (the compaction deleted its input, the flush its
+    WAL segment): whether the MANIFEST is cut inside an edit, flipped, zeroed or cut right at an
+    edit's start, open is a CorruptionError naming it, before anything is deleted."""
     path, manifest, edits = _manifest_db(tmp_path)
     tables = sorted(n for n in os.listdir(path) if n.endswith(".sst"))
+    mid = edits[len(edits) // 2]
     if how == "cut-last-edit":
         os.truncate(manifest, edits[-1] + 10)
     elif how == "cut-mid-file":
-        os.truncate(manifest, edits[len(edits) // 2] + 3)
+        os.truncate(manifest, mid + 3)
+    elif how == "cut-at-last-edit":
+        os.truncate(manifest, edits[-1])
+    elif how == "cut-at-mid-edit":
+        os.truncate(manifest, mid)
+    elif how == "zeros-from-last-edit":   # a power loss that kept the file's size but not its last page
+        with open(manifest, "r+b") as f:
+            f.seek(edits[-1])
+            f.write(b"\x00" * (os.path.getsize(manifest) - edits[-1]))
     else:
         with open(manifest, "r+b") as f:
             f.seek(edits[-1] + 9)
@@ -230,17 +244,61 @@ def test_damaged_last_manifest_edit_is_corruption_and_deletes_nothing(tmp_path, 
             f.seek(edits[-1] + 9)
             f.write(bytes([b ^ 0x04]))
     try:
+        report = check(path)
         with pytest.raises(CorruptionError) as info:
             with Engine.open(path, background=False) as db:
                 list(db.scan())
         assert os.path.abspath(info.value.file) == os.path.abspath(manifest), info.value
+        assert info.value.offset in edits, info.value
+        if how in ("cut-last-edit", "flip-in-last-edit", "zeros-from-last-edit"):
+            assert info.value.offset == edits[-1], info.value
+        elif how == "cut-mid-file":
+            assert info.value.offset == mid, info.value
+        assert not report["ok"] and any(os.path.abspath(p.get("file", "")) == os.path.abspath(manifest)
+                                        for p in report["problems"]), format_report(report)
     finally:
         assert sorted(n for n in os.listdir(path) if n.endswith(".sst")) == tables, "open deleted table files"
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (minor): zeros over the header of the WAL's last record read as "
-                   "the clean end of a preallocated log, though non-zero bytes follow: the record is dropped and "
-                   "stats()['wal']['torn_tail_bytes'] stays 0 (tabledb/storage/log.py LogReader._records)")
+def test_interrupted_last_manifest_edit_is_a_torn_tail_and_keeps_its_tables(tmp_path):
+    """The other side of the rule: an edit whose append was cut short (a kill mid-write) was never
+    acted upon, so the version before it is whole. Open drops the tail, reads every row, says so,
+    and keeps the tables the lost edit made (renamed .orphan): nothing is deleted."""
+    path = str(tmp_path / "db")
+    fs = FaultInjectionFS()
+    db = Engine.open(path, background=False, fs=fs)
+    expected = {b"k%03d" % i: b"v%d" % i for i in range(100)}
+    for key, value in expected.items():
+        db.put(key, value)
+    db.flush()
+    fs.fail_syncs("MANIFEST-*")
+    with pytest.raises(tabledb.OperationalError):
+        db.compact_range()    # the compaction's edit is appended, its fsync fails: never acted upon
+    fs.clear_faults()
+    db.close()
+    with open(os.path.join(path, "CURRENT")) as f:
+        manifest = os.path.join(path, f.read().strip())
+    edits = [o for o, _ in read_log(DEFAULT_FS, manifest, magic=MANIFEST_MAGIC)[0]]
+    os.truncate(manifest, edits[-1] + 10)   # what a kill in the middle of that append leaves
+    tables = sorted(n for n in os.listdir(path) if n.endswith(".sst"))
+    assert len(tables) == 2, tables   # the flushed table, and the compaction's output that no version lists
+    report = check(path)
+    assert report["ok"] and any("MANIFEST" in w for w in report["warnings"]), format_report(report)
+    with Engine.open(path, background=False) as db:
+        assert dict(db.scan()) == expected
+        stats = db.stats()["manifest"]
+        assert stats["torn_tail_bytes"] == 10
+        assert [os.path.basename(n) for n in stats["orphaned_files"]] == [tables[1] + ".orphan"]
+        live = {f"{f.number:06d}.sst" for f in db.versions.current.all_files()}
+    assert live == {tables[0]}
+    assert sorted(n for n in os.listdir(path) if n.endswith((".sst", ".sst.orphan"))) == [
+        tables[0], tables[1] + ".orphan"], "open deleted a table file"
+    with Engine.open(path, background=False) as db:   # and the next open keeps it too
+        assert dict(db.scan()) == expected
+        assert db.stats()["manifest"]["torn_tail_bytes"] == 0
+    assert tables[1] + ".orphan" in os.listdir(path)
+
+
 def test_zeroed_last_wal_record_is_reported_as_torn(tmp_path, built):
     copy = str(tmp_path / "db")
     damage(built["path"], copy, built["wal"], "zero", built["wal_records"][-1])

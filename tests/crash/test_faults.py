@@ -170,17 +170,11 @@ def run_fault_case(path, kind: str, power_loss: bool, seed: int) -> None:
     txid, failures = run_until_failures(conn, history, gen, 0, max_tx=30, max_failures=1)
     assert not failures, "no fault is armed yet"
     arm(fs, kind, rng)
-    # a failed group commit may stay visible (the xfail tests at the end): then the next transaction,
-    # made for the acknowledged state, could clash with it; stop at the first failure there
-    group_fsync = kind == "fsync" and sync_mode == "group"
-    txid, failures = run_until_failures(conn, history, gen, txid, max_tx=400, max_failures=1 if group_fsync else 2)
+    txid, failures = run_until_failures(conn, history, gen, txid, max_tx=400, max_failures=2)
     assert failures, f"seed {seed}: the {kind} fault never fired"
 
     # still readable: reads show acknowledged data, each failed transaction whole or absent
-    if group_fsync:
-        read_state(conn)   # reads work, but may show a failed commit: the xfail tests at the end
-    else:
-        index_checks(conn, history.match(read_state(conn), "read after the fault"), rng)
+    index_checks(conn, history.match(read_state(conn), "read after the fault"), rng)
 
     fs.clear_faults()
     if power_loss:
@@ -231,9 +225,6 @@ def test_foreground_flush_failure_clears_without_reopen(tmp_path):
     conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: in sync_mode='group' a write is applied to the memtable "
-                   "before its fsync; when the fsync fails, commit() raises but readers already see the "
-                   "transaction, and a power loss then takes it away (tabledb/storage/engine.py _write/_group_sync)")
 def test_failed_group_commit_is_not_visible(tmp_path):
     path = str(tmp_path / "db")
     fs = FaultInjectionFS()
@@ -241,6 +232,8 @@ def test_failed_group_commit_is_not_visible(tmp_path):
     conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     conn.execute("INSERT INTO t VALUES (1, 'acknowledged')")
     conn.commit()
+    engine = conn._db.engine
+    sequence = engine.latest_sequence
     fs.fail_syncs("*.log")
     conn.execute("INSERT INTO t VALUES (2, 'commit failed')")
     with pytest.raises(tabledb.OperationalError):
@@ -250,15 +243,21 @@ def test_failed_group_commit_is_not_visible(tmp_path):
     try:
         assert reader.execute("SELECT * FROM t").fetchall() == [(1, "acknowledged")], \
             "another connection sees a transaction whose commit failed and that a power loss would undo"
+        assert engine.latest_sequence == sequence
+        with pytest.raises(tabledb.OperationalError):   # no more writes until the database is reopened
+            engine.put(b"k", b"v")
+        assert engine.latest_sequence == sequence and engine.get(b"k") is None
     finally:
         reader.close()
         fs.crash()
         close_quietly(conn)
+    conn = open_conn(path, FaultInjectionFS(), sync_mode="group")
+    try:
+        assert conn.execute("SELECT * FROM t").fetchall() == [(1, "acknowledged")]
+    finally:
+        conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (the one above), seen from SQL: a DROP INDEX whose group commit "
-                   "failed left its range tombstone in the memtable while the connection's catalog still has the "
-                   "index, so index queries return no rows")
 def test_failed_group_commit_leaves_indexes_agreeing_with_rows(tmp_path):
     fs = FaultInjectionFS()
     conn = open_conn(str(tmp_path / "db"), fs, sync_mode="group")

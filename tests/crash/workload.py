@@ -28,9 +28,18 @@ event to LOG, outside the database, with ``os.write`` (a SIGKILL loses nothing
 written):
 
     {"t": "begin", "id": n, "ops": [...]}     before the transaction's first statement
-    {"t": "ack", "id": n, "stats": {...}}     after commit() returned: acknowledged
-    {"t": "resolved", "id": n, "committed": b}   written by the parent after a kill,
-                                              for the transaction that was in flight
+    {"t": "ack", "id": n, "seq": s, "stats": {...}}   after commit() returned: acknowledged;
+                                              ``seq``: ``SELECT last_sequence()`` then, the
+                                              transaction's last sequence (a restore point)
+    {"t": "resolved", "id": n, "committed": b [, "seq": s]}   written by the parent after a
+                                              kill, for the transaction that was in flight
+
+With ``--backup-to TARGET --backup-every N`` the child also runs ``BACKUP DATABASE
+TO 'TARGET'`` after every N-th acknowledged transaction, logging around it (the
+crash tests of BACKUP, ``test_backup.py``):
+
+    {"t": "backup_begin", "after": n}          before the statement
+    {"t": "backup_done", "after": n, "id": ..., "sequence": B, "seconds": ...}   after it returned
 
 On start the child rebuilds its model by replaying LOG (acknowledged and
 resolved-committed transactions), so many runs continue one history.
@@ -42,7 +51,7 @@ import argparse
 import json
 import os
 import random
-import sys
+import time
 from dataclasses import dataclass, field
 
 BASE_COLUMNS = ("id", "a", "b", "c")
@@ -364,6 +373,7 @@ class Issued:
     ops: list
     acked: bool = False
     committed: bool | None = None   # None: unresolved (in flight when the writer died)
+    seq: int | None = None          # its last sequence, when the log says (see model_at)
 
 
 def read_history(path: str) -> tuple[list[Issued], int]:
@@ -383,8 +393,10 @@ def read_history(path: str) -> tuple[list[Issued], int]:
         elif ev["t"] == "ack":
             txs[ev["id"]].acked = True
             txs[ev["id"]].committed = True
+            txs[ev["id"]].seq = ev.get("seq")
         elif ev["t"] == "resolved":
             txs[ev["id"]].committed = ev["committed"]
+            txs[ev["id"]].seq = ev.get("seq")
     return order, whole
 
 
@@ -393,6 +405,20 @@ def model_of(txs: list[Issued], upto_unresolved: bool = False) -> Model:
     model = Model()
     for tx in txs:
         if tx.committed or (upto_unresolved and tx.committed is None):
+            for op in tx.ops:
+                model.apply(op)
+    return model
+
+
+def model_at(txs: list[Issued], sequence: int) -> Model:
+    """The model after every committed transaction whose last sequence is <= ``sequence``: the state a
+    backup or a restore cut at ``sequence`` holds. Needs the sequences in the log (``seq``)."""
+    model = Model()
+    for tx in txs:
+        if tx.committed:
+            assert tx.seq is not None, f"transaction {tx.id} has no sequence in the log"
+            if tx.seq > sequence:
+                break
             for op in tx.ops:
                 model.apply(op)
     return model
@@ -436,12 +462,25 @@ def run_forever(args) -> None:
         ops = gen.transaction(work, txid)
         log.write(t="begin", id=txid, ops=ops)
         run_transaction(conn, ops)
+        seq = conn.execute("SELECT last_sequence()").fetchone()[0]
         if txid % 8 == 0:
             st = engine.stats()
-            log.write(t="ack", id=txid, stats={"flushes": st["flushes"], "compactions": st["compactions"]})
+            log.write(t="ack", id=txid, seq=seq, stats={"flushes": st["flushes"], "compactions": st["compactions"]})
         else:
-            log.write(t="ack", id=txid)
+            log.write(t="ack", id=txid, seq=seq)
         model = work
+        if args.backup_to and args.backup_every and txid % args.backup_every == 0:
+            run_backup(conn, log, args.backup_to, txid)
+
+
+def run_backup(conn, log: EventLog, target: str, after: int) -> None:
+    """BACKUP DATABASE TO target, logged before and after."""
+    log.write(t="backup_begin", after=after)
+    started = time.monotonic()
+    cur = conn.execute(f"BACKUP DATABASE TO '{target}'")
+    row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    log.write(t="backup_done", after=after, id=row["backup_id"], sequence=row["sequence"],
+              seconds=round(time.monotonic() - started, 4))
 
 
 def main() -> None:
@@ -453,6 +492,8 @@ def main() -> None:
     p.add_argument("--sync-mode", default="group")
     p.add_argument("--memtable-bytes", type=int, default=ENGINE_OPTIONS["memtable_bytes"])
     p.add_argument("--ddl", type=float, default=0.08)
+    p.add_argument("--backup-to", default=None, help="a backup target: BACKUP DATABASE TO it now and then")
+    p.add_argument("--backup-every", type=int, default=0, help="BACKUP after every N-th acknowledged transaction")
     args = p.parse_args()
     run_forever(args)
 

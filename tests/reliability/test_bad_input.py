@@ -325,55 +325,134 @@ def test_bad_engine_call_raises_pep249_error_and_changes_nothing(engine, tmp_pat
 
 
 # =============================================================================================
-# Bugs found
+# Bugs found (each was pinned as a strict xfail until fixed)
 
 
-@pytest.mark.xfail(strict=True, reason="dbapi bug: executescript prepares each statement only when it runs, so a "
-                   "statement that parses but is no statement ('SELEC') fails after the ones before it committed, "
-                   "though the docstring promises a syntax error runs none of the script (tabledb/dbapi.py "
-                   "Cursor.executescript)")
-def test_executescript_with_a_bad_statement_runs_none_of_it(conn):
+@pytest.mark.parametrize("script", [
+    "INSERT INTO t VALUES (3, 'z', 0); SELEC",                       # parses, but is no statement
+    "INSERT INTO t VALUES (3, 'z', 0); INSERT INTO t VALUES (4, ?, 0)",   # a placeholder
+    "INSERT INTO t VALUES (3, 'z', 0); SELECT",                       # no result column
+], ids=["not-a-statement", "placeholder", "empty-select"])
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["idle", "in-transaction"])
+def test_executescript_with_a_bad_statement_runs_none_of_it(conn, tmp_path, script, in_transaction):
+    """Every statement is parsed and checked before the first runs (tabledb/dbapi.py Cursor.executescript);
+    the open transaction is not committed either."""
+    if in_transaction:
+        conn.execute("INSERT INTO t VALUES (10, 'pending', NULL)")
     before = sql_state(conn)
     with pytest.raises(tabledb.ProgrammingError):
-        conn.executescript("INSERT INTO t VALUES (3, 'z', 0); SELEC")
+        conn.executescript(script)
     assert sql_state(conn) == before
+    assert conn.in_transaction is in_transaction
+    conn.rollback()
+    again = tabledb.connect(str(tmp_path / "db"))
+    try:
+        assert sql_state(again)["t"][1] == [(1, "x", 1.5), (2, "y", None)]
+    finally:
+        again.close()
 
 
-@pytest.mark.xfail(strict=True, reason="arrow bug: Cursor.__arrow_c_stream__ with a requested_schema that is no "
-                   "ArrowSchema capsule lets pyarrow's ValueError out (tabledb/arrow.py arrow_c_stream)")
-def test_arrow_c_stream_bad_schema_is_pep249(conn):
+def test_executescript_plans_each_statement_when_it_runs(conn):
+    """Checking up front must not plan against the catalog: a statement may use a table made before it."""
+    conn.executescript("CREATE TABLE u(k INTEGER PRIMARY KEY, v TEXT); CREATE INDEX u_v ON u(v); "
+                       "INSERT INTO u VALUES (1, 'a'); INSERT INTO u SELECT id + 1, a FROM t; "
+                       "UPDATE u SET v = upper(v) WHERE k > 1")
+    assert conn.execute("SELECT * FROM u ORDER BY k").fetchall() == [(1, "a"), (2, "X"), (3, "Y")]
+    with pytest.raises(tabledb.ProgrammingError):   # no such table, found as it runs: those before stay
+        conn.executescript("INSERT INTO u VALUES (9, 'b'); INSERT INTO nope VALUES (1)")
+    assert conn.execute("SELECT v FROM u WHERE k = 9").fetchall() == [("b",)]
+
+
+def _schema_capsule(*fields):
+    return pa.schema(list(fields)).__arrow_c_schema__()
+
+
+@pytest.mark.parametrize("requested", [
+    lambda: 5,
+    lambda: "id",
+    lambda: pa.schema([("id", pa.int64())]),                        # a Schema, not its capsule
+    lambda: pa.field("id", pa.int64()).__arrow_c_schema__(),         # a capsule of no schema
+    lambda: _schema_capsule(("id", pa.int64())),                    # other columns
+    lambda: _schema_capsule(("id", pa.int64()), ("a", pa.list_(pa.int8())), ("r", pa.float64())),   # no cast
+], ids=["int", "str", "schema-object", "field-capsule", "other-columns", "uncastable"])
+def test_arrow_c_stream_bad_schema_is_pep249(conn, requested):
+    """requested_schema is None or an ArrowSchema PyCapsule (the Arrow PyCapsule protocol); anything else,
+    or one the result cannot be cast to, is a ProgrammingError before a row is read (tabledb/arrow.py)."""
     cur = conn.execute("SELECT * FROM t")
-    with pytest.raises(tabledb.Error):
-        cur.__arrow_c_stream__(5)
+    with pytest.raises(tabledb.ProgrammingError):
+        cur.__arrow_c_stream__(requested())
+    assert cur.fetchall() == [(1, "x", 1.5), (2, "y", None)]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: verify(progress=5) raises TypeError (not callable) half way "
-                   "instead of InvalidTypeError up front, as compact_range and ingest do (tabledb/storage/engine.py "
-                   "Engine.verify)")
+def test_arrow_c_stream_casts_to_the_requested_schema(conn):
+    want = pa.schema([("id", pa.int32()), ("a", pa.large_string()), ("r", pa.float32())])
+    cur = conn.execute("SELECT * FROM t")
+    got = pa.RecordBatchReader._import_from_c_capsule(cur.__arrow_c_stream__(want.__arrow_c_schema__())).read_all()
+    assert got.schema == want
+    assert got.to_pylist() == [{"id": 1, "a": "x", "r": 1.5}, {"id": 2, "a": "y", "r": None}]
+
+
 def test_verify_progress_not_callable(engine):
+    """Checked before anything is read, as compact_range and ingest do (tabledb/storage/engine.py Engine.verify)."""
+    calls = []
     with pytest.raises(tabledb.ProgrammingError):
         engine.verify(progress=5)
+    assert engine.verify(progress=lambda done, total: calls.append((done, total)))["tables"] == len(calls)
 
 
-@pytest.mark.xfail(strict=True, reason="dbapi/sql bug: Connection.__del__ closes the connection, and close() takes "
-                   "tabledb.sql.database._registry_lock. The cyclic GC can run a finalizer in any thread: in an "
-                   "engine thread that is starting while open_database holds the lock and waits for that thread "
-                   "(Engine._start_threads), it deadlocks -- seen as a hang of this file's tests. The RLock of "
-                   "a9ce06c fixes only the same-thread case (tabledb/dbapi.py Connection.__del__, "
-                   "tabledb/sql/database.py open_database)")
-def test_connection_finalizer_does_not_deadlock(tmp_path):
+def _run_child(code: str, path, timeout: float = 20):
     import subprocess
     import sys
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlock: a finalizer in another thread waits for the registry lock")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+def test_connection_finalizer_does_not_deadlock(tmp_path):
+    """The cyclic GC can run Connection.__del__ in any thread: here a thread that open_database would wait
+    for while it holds the registry lock (as Engine.open waits for the threads it starts). The finalizer
+    must not wait for the lock (tabledb/sql/database.py close_unreachable)."""
     code = ("import gc, sys, threading, tabledb\n"
             "from tabledb.sql import database\n"
             "c = tabledb.connect(sys.argv[1]); c.me = c; del c   # an open connection, now cyclic garbage\n"
             "with database._registry_lock:   # as open_database holds it while Engine.open starts threads\n"
             "    t = threading.Thread(target=gc.collect)   # a collection in the starting thread\n"
             "    t.start(); t.join()         # open_database waits for it (Thread.start waits to be started)\n"
+            "c = tabledb.connect(sys.argv[1]); c.me = c; del c\n"
+            "with database._registry_lock:\n"
+            "    gc.collect()                # the same thread, the lock held (a finalizer inside open_database)\n"
+            "c = tabledb.connect(sys.argv[1])\n"
+            "with database._registry_lock:\n"
+            "    del c                       # the last reference goes, the lock held\n"
             "print('ok')\n")
-    try:
-        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db")], capture_output=True, text=True,
-                             timeout=5)
-    except subprocess.TimeoutExpired:
-        pytest.fail("deadlock: a finalizer in another thread waits for the registry lock")
-    assert out.stdout.strip() == "ok", out.stderr
+    _run_child(code, tmp_path / "db", timeout=5)
+
+
+def test_collected_connection_is_rolled_back_and_released(tmp_path):
+    """An unclosed connection found by the GC (in another thread, the registry lock held) is still closed:
+    its transaction rolled back, its writer lock freed, and its Database closed with the last connection."""
+    code = ("import gc, os, sys, threading, time, tabledb\n"
+            "from tabledb.sql import database\n"
+            "path = os.path.realpath(sys.argv[1])\n"
+            "other = tabledb.connect(path, busy_timeout=10)\n"
+            "other.execute('CREATE TABLE t(k INTEGER PRIMARY KEY)'); other.commit()\n"
+            "c = tabledb.connect(path); c.execute('INSERT INTO t VALUES (1)')   # holds the writer lock\n"
+            "c.me = c; del c\n"
+            "with database._registry_lock:\n"
+            "    t = threading.Thread(target=gc.collect); t.start(); t.join()\n"
+            "other.execute('INSERT INTO t VALUES (2)'); other.commit()   # waits for the closer, not 10 s\n"
+            "assert other.execute('SELECT k FROM t').fetchall() == [(2,)]   # row 1 was rolled back\n"
+            "assert database._registry[path].refs == 1\n"
+            "other.me = other; del other\n"
+            "gc.collect()\n"
+            "deadline = time.monotonic() + 10\n"
+            "while path in database._registry and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n"
+            "assert path not in database._registry   # the last connection gone: the database closed\n"
+            "c = tabledb.connect(path); c.execute('INSERT INTO t VALUES (3)'); del c   # refcount: closed at once\n"
+            "assert path not in database._registry\n"
+            "print('ok')\n")
+    _run_child(code, tmp_path / "db")

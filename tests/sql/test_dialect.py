@@ -149,6 +149,19 @@ def test_drop_backup():
     assert parse_one("DROP BACKUP b FROM 'x'").sql(dialect="tabledb") == "DROP BACKUP 'b' FROM 'x'"
 
 
+def test_a_bare_backup_id_as_backup_returns_it():
+    """20261125T195258-0001 unquoted: tokenized as a number, a word, a dash and a number, glued back."""
+    bid = "20261125T195258-0001"
+    assert parse_one(f"DROP BACKUP {bid} FROM 'x'").args["backup"] == bid
+    assert parse_one(f"VERIFY BACKUP {bid} FROM 'x'").args["backup"] == bid
+    node = parse_one(f"RESTORE DATABASE FROM 'x' BACKUP {bid} AS OF SEQUENCE 5 INTO 'p'")
+    assert node.args["backup"] == bid and node.args["as_of_sequence"] == 5
+    assert parse_one(f"RESTORE TABLE t FROM 'x' BACKUP {bid}").args["backup"] == bid
+    # tokens apart are not one id
+    with pytest.raises(ProgrammingError):
+        parse_one("DROP BACKUP 20261125 T1 FROM 'x'")
+
+
 def test_show_tables_and_indexes():
     assert isinstance(parse_one("SHOW TABLES"), ShowTables)
     assert parse_one("show tables").args == {}

@@ -27,7 +27,8 @@ real directories, but it keeps its own account of what is *durable*:
 
 What it does not model: torn sectors inside the synced part, reordering of
 data within a file, durability of directories themselves (``makedirs`` is
-permanent), and syncs through a handle of a file already unlinked (its bytes
+permanent, and so is the removal of a directory by other means, such as the
+SQL layer's ``shutil.rmtree`` of its bulk-write work directories), and syncs through a handle of a file already unlinked (its bytes
 are captured at unlink time). Files it did not create and did not find when it
 first looked at a directory (the LOCK file, say) are left alone.
 
@@ -549,6 +550,9 @@ class FaultInjectionFS(FileSystem):
                 plans[dirpath] = (d, {name: self._durable_bytes(inode) for name, inode in target.items()})
             result = {}
             for dirpath, (d, contents) in plans.items():
+                if not os.path.isdir(dirpath):
+                    result[dirpath] = {}     # removed behind our back (see the module docstring): stays so
+                    continue
                 for name in d.live:
                     try:
                         os.remove(os.path.join(dirpath, name))

@@ -792,6 +792,42 @@ def test_failed_fsync_loses_nothing_acknowledged(tmp_path):
     assert {k: v for k, v in got.items() if k != b"unacked"} == {b"k%d" % i: b"v%d" % i for i in range(5)}
 
 
+def test_failed_group_fsync_is_never_visible(tmp_path):
+    """sync_mode="group" applies a write to the memtable before its fsync; readers must not see it
+    until the fsync returned, and never once it failed -- not after a flush or a compaction either,
+    which must keep the version readers do see."""
+    path = str(tmp_path / "db")
+    fs = FaultInjectionFS()
+    db = Engine.open(path, fs=fs, background=False, sync_mode="group")
+    db.put(b"k", b"old")
+    db.put(b"j", b"1")
+    seq = db.latest_sequence
+    fs.fail_syncs("*.log")
+    batch = WriteBatch()
+    batch.put(b"k", b"new")
+    batch.delete_range(b"a", b"z")
+    with pytest.raises(StorageIOError):
+        db.write(batch)
+    with pytest.raises(OperationalError):
+        db.put(b"later", b"x")   # the engine stopped taking writes
+    expected = {b"j": b"1", b"k": b"old"}
+
+    def visible():
+        assert db.latest_sequence == seq
+        assert db.get(b"k") == b"old" and db.get(b"later") is None
+        assert dict(db.scan()) == expected and dict(db.scan(reverse=True)) == expected
+        with db.snapshot() as snap:
+            assert snap.sequence == seq and db.get(b"k", snapshot=snap) == b"old"
+
+    visible()
+    fs.clear_faults()
+    db.flush()            # the memtable holding the failed writes becomes a table
+    visible()
+    db.compact_range()    # and is compacted: "old" is what readers see, so it stays
+    visible()
+    abandon(db)
+
+
 def test_table_write_error_during_flush(tmp_path):
     path = str(tmp_path / "db")
     fs = FaultInjectionFS()
@@ -822,3 +858,36 @@ def test_table_write_error_during_flush(tmp_path):
     with Engine.open(path, background=False, **TINY) as db:
         assert dict(db.scan()) == acked
         assert db.stats()["files"] == len(files(path, ".sst")), "an abandoned table file was left behind"
+
+
+@pytest.mark.parametrize("shape", ["cut", "zeros", "zeros-after-a-fragment"])
+def test_wal_torn_before_a_later_segment_is_corruption_at_the_torn_record(tmp_path, shape):
+    """A sealed segment is whole on disk; one that ends in a torn record while a later segment holds
+    records is damage: CorruptionError names the segment and the offset where the torn record starts
+    (not its size minus the torn bytes: a preallocated segment has zeros after the records)."""
+    path = str(tmp_path / "db")
+    with Engine.open(path, background=False) as db:
+        for i in range(5):
+            db.put(b"a%d" % i, bytes([i]) * 300)
+        db.put(b"big", b"x" * 40000)     # the last record: two fragments, across the first block's end
+        first = db.seal_wal()
+        db.put(b"b", b"after")
+    wal = os.path.join(path, "%06d.log" % first)
+    records, torn, _ = read_log(DEFAULT_FS, wal, magic=WAL_MAGIC)
+    assert torn == 0 and len(records) >= 5
+    victim = records[-1][0]
+    with open(wal, "r+b") as f:
+        size = os.path.getsize(wal)
+        if shape == "cut":
+            f.truncate(victim + 20)
+        elif shape == "zeros":   # the record's tail and everything after it zero, the file's size unchanged
+            f.seek(victim + 20)
+            f.write(bytes(size - victim - 20))
+        else:                    # its first fragment whole, zeros from the second fragment's header on
+            assert victim < 32768
+            f.seek(32768)
+            f.write(bytes(size - 32768))
+    with pytest.raises(CorruptionError) as info:
+        Engine.open(path, background=False)
+    assert same_file(info.value.file, wal) and info.value.offset == victim, (info.value.file, info.value.offset)
+    assert "later segments follow" in str(info.value)

@@ -84,7 +84,7 @@ def test_ingest_into_an_empty_database(harness):
     assert scan(db) == items
     assert db.get(b"k007") == b"v7" and db.get(b"k200") is None
     assert scan(db, b"k100", b"k110", reverse=True) == items[100:110][::-1]
-    assert db.latest_sequence == 1             # ingest uses no sequence of its own
+    assert db.latest_sequence == 2             # the ingest record in the WAL takes one sequence per file
     assert not os.path.exists(path)            # move=True consumed the file
     stats = db.stats()
     assert stats["ingested_files"] == 1 and stats["ingested_bytes"] == result["bytes"]
@@ -181,8 +181,8 @@ def test_reopen_after_ingest(harness):
     cf = db.get_column_family("cf1")
     assert scan(db, cf=cf) == [(b"k%d" % i, b"v") for i in sorted(range(50), key=lambda i: b"%d" % i)]
     assert scan(db) == [(b"a", b"1"), (b"b", b"2")]
-    assert db.latest_sequence == seq + 1
-    assert db.reserve_sequence() == seq + 2
+    assert db.latest_sequence == seq + 2       # the ingest record, then the put
+    assert db.reserve_sequence() == seq + 3
 
 
 def test_reserved_sequences_are_never_reused(harness):
@@ -410,7 +410,7 @@ def test_an_overlapping_memtable_is_flushed_first_and_the_file_is_the_newest_in_
     r = db.ingest([path])
     assert r["flushed"] and r["levels"] == [0]
     l0 = levels_of(db)[0]
-    assert len(l0) == 2 and l0[0].smallest == b"a" and l0[0].largest_seq == l0[1].largest_seq == seq + 1
+    assert len(l0) == 2 and l0[0].smallest == b"a" and l0[0].largest_seq == seq + 2 and l0[1].largest_seq == seq + 1
     want = [(b"a", b"new"), (b"b", b"new"), (b"c", b"new"), (b"z", b"after the reservation")]
     assert db.get(b"b") == b"new" and scan(db) == want
     db.close()
@@ -888,3 +888,127 @@ def test_100k_key_ingest_is_much_faster_than_writes(tmp_path):
           f"single puts fsynced (default sync_mode) ~{t_synced_puts:.0f}s (from 500); "
           f"ingest (put_many) is {t_batch / t_ingest_many:.1f}x faster than batches, "
           f"{t_puts / t_ingest_many:.1f}x than puts")
+
+
+# ------------------------------------------------------------------ the WAL's reserve and ingest records
+
+
+def _wal_ops(path: str) -> list[tuple[int, list]]:
+    from tabledb.storage.batch import decode_batch
+    from tabledb.storage.fs import DEFAULT_FS
+    from tabledb.storage.log import WAL_MAGIC, read_log
+    out = []
+    for name in sorted(n for n in os.listdir(path) if n.endswith(".log")):
+        records, _torn, _header = read_log(DEFAULT_FS, os.path.join(path, name), magic=WAL_MAGIC)
+        for _offset, payload in records:
+            first, _t, ops = decode_batch(payload)
+            out.append((first, ops))
+    return out
+
+
+def test_the_wal_accounts_for_reserved_and_ingested_sequences(tmp_path):
+    from tabledb.storage.batch import INGEST_OP
+    from tabledb.storage.dbformat import KIND_INGEST, KIND_PUT, KIND_RESERVE
+    db = lsm(tmp_path)
+    cf = db.create_column_family("cf1")
+    db.put(b"a", b"1")
+    seq = db.reserve_sequence()
+    path = write_table(db, tmp_path / "f.sst", [(b"k1", b"v"), (b"k2", b"v")], sequence=seq)
+    db.put(b"b", b"2")
+    size = os.path.getsize(path)
+    with pytest.raises(InvalidArgumentError):
+        db.ingest([path], cf=cf)                 # another family: refused before anything is logged
+    db.ingest([path])
+    db.put(b"c", b"3")
+    records = _wal_ops(str(tmp_path / "db"))
+    assert [first for first, _ in records] == [1, 2, 3, 4, 5]      # every sequence, once, in order
+    assert [[op[0] for op in ops] for _, ops in records] == [[KIND_PUT], [KIND_RESERVE], [KIND_PUT],
+                                                              [KIND_INGEST], [KIND_PUT]]
+    (kind, cf_id, key, value), = records[3][1]
+    number, file_seq, file_size, _crc = INGEST_OP.unpack(value)
+    live = {f.number: f for f in db.versions.current.all_files()}
+    assert cf_id == 0 and key == b"" and file_seq == seq and file_size == size and number in live
+    assert db.latest_sequence == 5
+    db.close()
+
+
+def test_an_ingest_logged_in_the_wal_whose_manifest_edit_was_lost_is_finished_at_open(tmp_path):
+    """The ingest record is fsynced before the MANIFEST edit. If the edit never becomes durable (its
+    sync fails, then the power goes), the next open finds the record and the tables, and adds them
+    above what was written before the ingest."""
+    path = str(tmp_path / "db")
+    fs = FaultInjectionFS()
+    db = Engine.open(path, fs=fs, sync_mode="commit", **TINY)
+    db.put(b"k1", b"old")
+    db.flush()
+    db.put(b"q", b"before")                          # in the memtable, outside the file's range
+    seq = db.reserve_sequence()
+    ext_path = write_table(db, tmp_path / "f.sst", [(b"k1", b"new"), (b"k2", b"new")], sequence=seq)
+    fs.fail_syncs("MANIFEST-*")
+    with pytest.raises(StorageIOError):
+        db.ingest([ext_path])
+    fs.crash()
+    try:
+        db.close()
+    except Error:
+        pass
+    with Engine.open(path, fs=FaultInjectionFS(), **TINY) as db:
+        assert db.stats()["wal"]["recovered_ingests"] == 1
+        assert scan(db) == [(b"k1", b"new"), (b"k2", b"new"), (b"q", b"before")]
+        assert db.latest_sequence == seq + 1
+        db.put(b"k2", b"newer")
+        assert db.get(b"k2") == b"newer"
+    with Engine.open(path, **TINY) as db:           # and it stays so (the open's own edit recorded it)
+        assert db.stats()["wal"]["recovered_ingests"] == 0
+        assert scan(db) == [(b"k1", b"new"), (b"k2", b"newer"), (b"q", b"before")]
+
+
+def test_ingested_tables_are_linked_for_the_archive_while_the_wal_is_held(tmp_path):
+    db = lsm(tmp_path)
+    path = write_table(db, tmp_path / "f.sst", [(b"a", b"1")])
+    db.ingest([path])
+    assert db.ingest_links() == []                   # no archive: nothing kept
+    db.hold_wal(db.wal_number)
+    segment = db.wal_number
+    path = write_table(db, tmp_path / "g.sst", [(b"b", b"1")])
+    db.ingest([path])
+    links = db.ingest_links()
+    assert [(w, os.path.basename(p)) for w, _n, p in links] == [(segment, f"{segment:06d}-{links[0][1]:06d}.ingest")]
+    assert os.path.samefile(links[0][2], os.path.join(str(tmp_path / "db"), f"{links[0][1]:06d}.sst"))
+    db.compact_range()                               # the table goes from the tree; the link stays
+    assert os.path.exists(links[0][2])
+    sealed = db.seal_wal()
+    db.hold_wal(sealed + 1)                          # the archiver copied the segment
+    assert db.ingest_links() == [] and not os.path.exists(links[0][2])
+    db.close()
+
+
+def test_replay_applies_records_of_the_history_at_their_own_sequences(tmp_path):
+    """What a restore does after an ingest: the records that followed it, from another copy's WAL."""
+    src = lsm(tmp_path, "src")
+    src.put(b"a", b"1")
+    seq = src.reserve_sequence()
+    path = write_table(src, tmp_path / "f.sst", [(b"k", b"bulk")], sequence=seq)
+    src.ingest([path])
+    batch = WriteBatch()
+    batch.put(b"b", b"2").delete(b"a").delete_range(b"x", b"z")
+    src.write(batch)
+    src.put(b"c", b"3")
+    records = _wal_ops(str(tmp_path / "src"))
+    src.close()
+    from tabledb.storage.batch import encode_batch
+    payloads = [encode_batch(first, 1234, ops) for first, ops in records]
+    dst = lsm(tmp_path, "dst")
+    dst.replay(payloads[:2])                          # a put and a reserve record
+    assert dst.latest_sequence == 2 and dst.get(b"a") == b"1"
+    with pytest.raises(InvalidArgumentError, match="ingest"):
+        dst.replay(payloads[2:3])                     # an ingest record needs its tables
+    with pytest.raises(InvalidArgumentError, match="start at sequence 3"):
+        dst.replay(payloads[3:])                      # a gap
+    path = write_table(dst, tmp_path / "g.sst", [(b"k", b"bulk")], sequence=2)
+    dst.ingest([path])
+    assert dst.replay(payloads[3:]) == 7
+    assert scan(dst) == [(b"b", b"2"), (b"c", b"3"), (b"k", b"bulk")]
+    dst.close()
+    with Engine.open(str(tmp_path / "dst"), **TINY) as db:   # the replayed records were logged
+        assert scan(db) == [(b"b", b"2"), (b"c", b"3"), (b"k", b"bulk")] and db.latest_sequence == 7

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from tabledb.errors import CorruptionError
 from tabledb.storage.fs import FileSystem
-from tabledb.storage.log import BLOCK_SIZE, HEADER_SIZE, WAL_MAGIC, MANIFEST_MAGIC, LogWriter, read_log
+from tabledb.storage.log import BLOCK_SIZE, HEADER_SIZE, WAL_MAGIC, MANIFEST_MAGIC, LogReader, LogWriter, read_log
 
 FS = FileSystem()
 
@@ -135,6 +135,73 @@ def test_zeros_in_the_middle_are_corruption(tmp_path):
     p.write_bytes(bytes(data))
     with pytest.raises(CorruptionError):
         payloads(p)
+
+
+def test_zeroed_header_before_non_zero_bytes_is_torn_to_the_last_of_them(tmp_path):
+    # zeros over the last record's header are no clean end when its data (non-zero) follows
+    p = tmp_path / "t.log"
+    write_log(p, [b"a" * 10, b"b" * 100])
+    data = bytearray(p.read_bytes())
+    last = len(data) - (HEADER_SIZE + 100)
+    data[last:last + 16] = b"\x00" * 16
+    p.write_bytes(bytes(data) + b"\x00" * 5000)   # and the preallocated zeros after it
+    got, torn, _ = payloads(p)
+    assert got == [b"a" * 10]
+    assert torn == HEADER_SIZE + 100               # up to the last non-zero byte, not the zeros after it
+    f = FS.open_readable(str(p))
+    try:
+        reader = LogReader(f, magic=WAL_MAGIC)
+        list(reader)
+        assert (reader.torn_offset, reader.torn_kind) == (last, "damage")
+    finally:
+        f.close()
+
+
+def _tail(path, *, preallocated):
+    f = FS.open_readable(str(path))
+    try:
+        reader = LogReader(f, magic=MANIFEST_MAGIC, preallocated=preallocated)
+        records = [p for _, p in reader]
+        return records, reader.torn_bytes, reader.torn_offset, reader.torn_kind
+    finally:
+        f.close()
+
+
+@pytest.mark.parametrize("how", ["cut-in-data", "cut-in-header", "cut-multi-block", "zeros", "zeros-in-data",
+                                 "flip", "zeros-then-junk"])
+def test_torn_tail_kinds(tmp_path, how):
+    """What an interrupted append leaves ("cut", "zeros") and what it does not ("damage")."""
+    p = tmp_path / "MANIFEST-000007"
+    recs = [b"a" * 10, b"b" * 100] + ([b"c" * 70000] if how == "cut-multi-block" else [])
+    write_log(p, recs, magic=MANIFEST_MAGIC)
+    data = bytearray(p.read_bytes())
+    start = 24 + HEADER_SIZE + HEADER_SIZE + 10     # the second record ("b")
+    if how == "cut-in-data":
+        data = data[:start + HEADER_SIZE + 40]
+    elif how == "cut-in-header":
+        data = data[:start + 3]
+    elif how == "cut-multi-block":                  # the long record's FIRST fragment whole, the rest gone
+        start += HEADER_SIZE + 100
+        data = data[:BLOCK_SIZE + 100]
+    elif how == "zeros":                            # a power loss kept the size, not the data
+        data[start:] = b"\x00" * (len(data) - start)
+    elif how == "zeros-in-data":                    # ... from inside the record
+        data[start + HEADER_SIZE + 60:] = b"\x00" * (len(data) - start - HEADER_SIZE - 60)
+    elif how == "flip":
+        data[start + HEADER_SIZE + 50] ^= 0x08
+    else:
+        data[start:start + HEADER_SIZE] = b"\x00" * HEADER_SIZE
+    p.write_bytes(bytes(data))
+    kind = {"zeros": "zeros", "zeros-in-data": "zeros", "flip": "damage", "zeros-then-junk": "damage"}.get(how, "cut")
+    records, torn, offset, got_kind = _tail(p, preallocated=False)
+    assert records == recs[:1 if how != "cut-multi-block" else 2]
+    assert (offset, got_kind) == (start, kind) and torn > 0
+    # read as a preallocated log (a WAL), zeros to the end are its clean end
+    records, torn, offset, got_kind = _tail(p, preallocated=True)
+    if how == "zeros":
+        assert records == recs[:1] and torn == 0 and got_kind is None
+    else:
+        assert (offset, got_kind) == (start, kind)
 
 
 def test_wrong_magic(tmp_path):

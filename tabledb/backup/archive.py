@@ -148,9 +148,10 @@ class Archiver:
                 self.last_error = exc
                 log.warning("WAL archiving to %s failed: %s", self.target, exc)
 
-    def copy_sealed(self, up_to: int | None = None, progress=None) -> list[int]:
+    def copy_sealed(self, up_to: int | None = None, progress=None, sent: list | None = None) -> list[int]:
         """Copy every held, sealed segment (numbered below ``up_to`` if given) to the target, oldest
-        first, moving the engine's hold past each one. Returns the numbers copied."""
+        first, moving the engine's hold past each one. Returns the numbers copied; ``sent``, if
+        given, gets ``(number, bytes)`` of every segment uploaded."""
         engine = self.engine
         done = []
         with self.lock:
@@ -178,6 +179,8 @@ class Archiver:
                         self.repo.delete(name)
                         raise OSError(f"WAL segment {path} changed while it was archived")
                     self.segments_copied += 1
+                    if sent is not None:
+                        sent.append((number, size))
                     done.append(number)
                 engine.hold_wal(number + 1)
         return done

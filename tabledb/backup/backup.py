@@ -94,10 +94,10 @@ def _overlaps(row: list, ranges) -> bool:
 
 
 # While writers are active, the copy pauses PACE_FACTOR times as long as each chunk took, so a
-# backup takes at most 1 / (1 + PACE_FACTOR) of the machine from them (2 cores here: copying
-# flat out halves the throughput of a writer that commits and fsyncs; bench/backup.py measured
-# about 0.8x of it at 2 and 3). Idle: full speed.
-PACE_FACTOR = 3.0
+# backup takes at most 1 / (1 + PACE_FACTOR) of the machine from them. On 2 cores (one process,
+# one GIL) bench/backup.py's writers kept 0.62x of their rate with no pause, 0.67-0.72x at 3,
+# 0.73-0.96x at 6 (2026-11-26; the writers' own compaction makes single runs swing). Idle: full speed.
+PACE_FACTOR = 6.0
 
 
 class Pacer:
@@ -203,7 +203,13 @@ def backup_engine(engine, target, *, incremental: bool = True, wal_archive: bool
         # wal_files): a BACKUP that fails or is killed after this leaves no hole in wal/.
         through = None
         if archiver is not None:
-            archiver.copy_sealed(up_to=view.wal_next)
+            sent: list[tuple[int, int]] = []
+            archiver.copy_sealed(up_to=view.wal_next, sent=sent)
+            own = {number for number, _path in view.wal_files}
+            for number, size in sent:      # this backup's own WAL files, copied here for the archive
+                if number in own:
+                    copied += 1
+                    copied_bytes += size
             through = view.wal_next
         # The writes not yet in SSTables: the sealed WAL segments the view lists (content-addressed,
         # so a segment the archiver or an earlier backup copied is not copied again).

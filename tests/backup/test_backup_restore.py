@@ -376,3 +376,31 @@ def _objects(target):
         for f in files:
             out.append(os.path.relpath(os.path.join(root, f), target))
     return out
+
+
+def test_copied_counts_the_wal_files_a_backup_wrote_through_the_archive(tmp_path):
+    """With wal_archive the backup's own WAL files reach the target through the archive (copied
+    first, oldest first); files_copied/bytes_copied still count them, and never more than the
+    backup's own files."""
+    target = str(tmp_path / "bk")
+    conn = tabledb.connect(str(tmp_path / "db"), autocommit=True)
+    try:
+        make_table(conn)
+        insert(conn, 0, 100)
+        b1 = backup(conn, target)
+        conn.execute("INSERT INTO t VALUES (1000, 'only in the WAL', 1)")
+        b2 = backup(conn, target)
+        meta = tabledb.backup.list_backups(target)[-1]
+        assert meta["backup_id"] == b2["backup_id"]
+    finally:
+        from tabledb.backup import archive
+        archive.stop(conn._db.engine)
+        conn.close()
+    from tabledb.backup.repository import Repository
+    repo = Repository.open(target)
+    own_wal = repo.read_meta(b2["backup_id"])["wal_files"]
+    earlier = {f["path"] for f in repo.read_meta(b1["backup_id"])["wal_files"]}
+    new = [f for f in own_wal if f["path"] not in earlier]
+    assert new, "the row inserted after the first backup is in a WAL file of the second"
+    assert b2["files_copied"] == len(new) and b2["bytes_copied"] == sum(f["size"] for f in new)
+    assert b2["files_copied"] <= b2["files_total"] and b2["bytes_copied"] <= b2["bytes_total"]

@@ -260,7 +260,7 @@ def report(out: dict) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--seconds", type=float, default=3.0, help="length of each writer window (6 of them)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each writer window (6 of them)")
     ap.add_argument("--dir", default=None, help="where the temporary databases go")
     ap.add_argument("--json", default=None)
     ap.add_argument("--keep", action="store_true")

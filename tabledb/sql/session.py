@@ -129,7 +129,7 @@ class ResultRows:
             return DataError(f"{type(exc).__name__}: {exc}")
         return exc
 
-    def close(self) -> None:
+    def close(self, _finalizing: bool = False) -> None:
         if self._closed:
             return
         self._closed = True
@@ -141,15 +141,15 @@ class ResultRows:
             except Exception:  # noqa: BLE001 - closing a half-read generator must not raise
                 pass
         if self._snapshot is not None:
-            _close_quietly(self._snapshot)
+            _close_quietly(self._snapshot, _finalizing)
             self._snapshot = None
         if self._pinned is not None:
             pinned, self._pinned = self._pinned, None
-            self._session._unpin(pinned)
+            self._session._unpin(pinned, _finalizing)
 
     def __del__(self):
         try:
-            self.close()
+            self.close(_finalizing=True)   # snapshots released without blocking (Snapshot.drop)
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass
 
@@ -481,14 +481,14 @@ class Session:
         rt.reader = Transaction(self.engine, snapshot)
         return Result(plan.columns, plan.types, ResultRows(self, prepared, plan, snapshot, None))
 
-    def _unpin(self, pinned) -> None:
+    def _unpin(self, pinned, finalizing: bool = False) -> None:
         left = self._pins.get(id(pinned), 1) - 1
         if left > 0:
             self._pins[id(pinned)] = left
         else:
             self._pins.pop(id(pinned), None)
             if pinned is not self.snapshot:
-                _close_quietly(pinned)
+                _close_quietly(pinned, finalizing)
 
     # -- transactions -------------------------------------------------------------
     def _take_snapshot(self) -> None:
@@ -687,9 +687,10 @@ class Session:
         return Result(["plan"], ["TEXT"], iter([(line,) for line in root.explain()]))
 
 
-def _close_quietly(snapshot) -> None:
+def _close_quietly(snapshot, finalizing: bool = False) -> None:
+    """Close ``snapshot``; from a finalizer (``finalizing``) without blocking (``Snapshot.drop``)."""
     try:
-        snapshot.close()
+        snapshot.drop() if finalizing else snapshot.close()
     except Exception:  # noqa: BLE001 - closing twice, or after the engine closed
         pass
 
@@ -843,10 +844,14 @@ def _plan_insert(session: Session, node: exp.Insert, planner: Planner):
         action = conflict.args.get("action")
         if conflict.args.get("duplicate"):
             raise NotSupportedError("ON DUPLICATE KEY is not supported; use ON CONFLICT")
+        target = _conflict_target(table, conflict)
         if action is not None and "NOTHING" in action.sql().upper():
-            mode = "ignore"
+            if target is None:
+                mode = "ignore"
+            else:   # a conflict on another constraint still fails the statement
+                upsert = _plan_upsert(session, table, conflict, planner, target, nothing=True)
         else:
-            upsert = _plan_upsert(session, table, conflict, planner)
+            upsert = _plan_upsert(session, table, conflict, planner, target)
     source = node.expression
     rt = planner.rt
     if node.args.get("default"):
@@ -930,9 +935,37 @@ def _plan_insert(session: Session, node: exp.Insert, planner: Planner):
     return run
 
 
-def _plan_upsert(session: Session, table: Table, conflict: exp.Expr, planner: Planner):
-    """ON CONFLICT ... DO UPDATE SET ...: returns f(txn, writer, row) -> rows changed."""
-    target_cols = conflict.args.get("conflict_keys") or []
+def _conflict_target(table: Table, conflict: exp.Expr):
+    """The constraint an ON CONFLICT (columns) names: "pk", or the UNIQUE index's id; None when it
+    names none (any conflict). As in SQLite, the columns must be exactly those of the primary key
+    or of one UNIQUE index, in any order; else ProgrammingError."""
+    names = []
+    for k in conflict.args.get("conflict_keys") or []:
+        col = k.this if isinstance(k, exp.Ordered) else k
+        if not isinstance(col, exp.Column):
+            raise NotSupportedError(f"ON CONFLICT target must be column names: {k.sql()}")
+        names.append(col.name.lower())
+    if not names:
+        if conflict.args.get("constraint") is not None:
+            raise NotSupportedError("ON CONFLICT ON CONSTRAINT is not supported; name the columns")
+        return None
+    for n in names:
+        if n not in table.positions:
+            raise ProgrammingError(f"no such column: {n}")
+    wanted = sorted(table.positions[n] for n in names)
+    if not table.hidden_rowid and wanted == sorted(table.pk_positions):
+        return "pk"
+    for index in table.indexes:
+        if index.unique and wanted == sorted(table.positions[c.lower()] for c, _d in index.columns):
+            return index.id
+    raise ProgrammingError("ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint")
+
+
+def _plan_upsert(session: Session, table: Table, conflict: exp.Expr, planner: Planner, target=None,
+                 nothing: bool = False):
+    """ON CONFLICT [(target)] DO UPDATE SET ... (or, with a target, DO NOTHING): returns
+    f(txn, writer, row) -> rows changed. With a target only a conflict on that constraint takes
+    the action; one on another constraint raises IntegrityError, as a plain INSERT would."""
     sets = conflict.expressions
     cols = [c.name for c in table.columns]
     me = Source(table.name, cols, list(table.types), table=table)
@@ -957,7 +990,16 @@ def _plan_upsert(session: Session, table: Table, conflict: exp.Expr, planner: Pl
         if not taken and not others:
             writer.insert(txn, row)
             return 1
-        okey = key if taken else others[0]
+        if target is None:
+            okey = key if taken else others[0]
+        elif target == "pk":
+            okey = key if taken else None
+        else:
+            okey = writer.unique_holder(txn, row, key, target, taken)
+        if okey is None:   # the conflict is on another constraint than the target
+            raise writer.unique_error(row, key, taken)
+        if nothing:
+            return 0
         old = writer.read(txn, okey)
         combined = tuple(old) + tuple(row)
         if where_fn is not None and not where_fn(combined):

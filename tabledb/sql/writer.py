@@ -223,6 +223,19 @@ class TableWriter:
                     others.append(self.row_prefix + holder)
         return taken, others
 
+    def unique_holder(self, txn, row, key: bytes, index_id: int, pk_taken: bool) -> bytes | None:
+        """The row key of the stored row holding this new row's values of the UNIQUE index
+        ``index_id`` (the row under the same primary key, too, when ``pk_taken``)."""
+        suffix = key[len(self.row_prefix):]
+        for iw in self.indexes:
+            if iw.index.id == index_id:
+                ikey, _v, checks = iw.entry(row, suffix)
+                holder = txn.get(ikey) if checks else None
+                if holder is not None and (holder != suffix or pk_taken):
+                    return self.row_prefix + holder
+                return None
+        return None
+
     def _exists(self, txn, key: bytes) -> bool:
         session = self.session
         session.inserts += 1

@@ -32,6 +32,7 @@ archive holds segments, ``w-n.ingest`` (hard links to ingested tables, see ``ing
 
 from __future__ import annotations
 
+import collections
 import heapq
 import logging
 import operator
@@ -278,6 +279,7 @@ class Engine:
         self._compaction_lock = threading.Lock()
         self._snapshots = SortedList()
         self._snap_lock = threading.Lock()
+        self._snaps_dropped: collections.deque = collections.deque()   # see _release_snapshot_soon
         self._pending_outputs: set[int] = set()
         self._tombstone_sets: dict[int, RangeTombstones] = {}
         self._busy_files: set[int] = set()
@@ -753,7 +755,16 @@ class Engine:
         new_number = self.versions.new_file_number()
         new_wal = self._new_wal(new_number)
         old = self._wal
-        self._sync_and_publish(old)  # an older segment is always whole on disk: only the newest may have a torn tail
+        try:
+            self._sync_and_publish(old)  # an older segment is always whole on disk: only the newest may have a torn tail
+        except BaseException:
+            # The engine stops taking writes (_bg_error); let go of the new segment's handle. Its
+            # file holds a header and no record, harmless to the next open's replay.
+            try:
+                new_wal.close()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
+            raise
         frozen = _Frozen(self._mems, self._wal_number, old, new_number)
         self._synced_upto = (self._wal_gen, old.file.size())
         self._wal_gen += 1
@@ -1050,15 +1061,42 @@ class Engine:
     def snapshot(self) -> Snapshot:
         self._check_open()
         with self._snap_lock:
+            self._drop_released_snapshots()
             seq = self._visible_seq
             self._snapshots.add(seq)
         return Snapshot(self, seq)
 
     def _release_snapshot(self, snapshot: Snapshot) -> None:
         with self._snap_lock:
+            self._drop_released_snapshots()
             try:
                 self._snapshots.remove(snapshot.sequence)
             except ValueError:
+                pass
+
+    def _release_snapshot_soon(self, snapshot: Snapshot) -> None:
+        """Release from a finalizer (Snapshot.__del__): never blocks. The garbage collector runs
+        finalizers in whatever thread allocates, possibly one inside a ``_snap_lock`` block (this
+        one: the Lock is not reentrant); then the release waits in ``_snaps_dropped`` (a deque:
+        append is atomic) for the next holder of the lock."""
+        if self._snap_lock.acquire(blocking=False):
+            try:
+                self._drop_released_snapshots()
+                try:
+                    self._snapshots.remove(snapshot.sequence)
+                except ValueError:
+                    pass
+            finally:
+                self._snap_lock.release()
+        else:
+            self._snaps_dropped.append(snapshot.sequence)
+
+    def _drop_released_snapshots(self) -> None:
+        """REQUIRES: _snap_lock."""
+        while self._snaps_dropped:
+            try:
+                self._snapshots.remove(self._snaps_dropped.popleft())
+            except (ValueError, IndexError):
                 pass
 
     def _read_sequence(self, snapshot) -> int:
@@ -1421,6 +1459,7 @@ class Engine:
         then they never will be), so that what readers see keeps its versions."""
         visible = self._visible_seq
         with self._snap_lock:
+            self._drop_released_snapshots()
             snapshots = list(self._snapshots)
         if visible < self._last_seq and visible not in snapshots:
             insort(snapshots, visible)
@@ -1911,6 +1950,7 @@ class Engine:
                 cf_names = dict(self._cf_names)
                 wal_next = self._wal_number
                 with self._snap_lock:
+                    self._drop_released_snapshots()
                     self._snapshots.add(seq)
                 snapshot = Snapshot(self, seq)
                 if hold_wal and not (0 < self.versions.wal_hold <= wal_next):
@@ -2093,7 +2133,7 @@ class Engine:
             "files": sum(lv["files"] for lv in levels),
             "bytes": sum(lv["bytes"] for lv in levels),
             "column_families": {name: cf_id for cf_id, name in self._cf_names.items()},
-            "snapshots": len(self._snapshots),
+            "snapshots": len(self._snapshots) - len(self._snaps_dropped),   # less those a finalizer let go
             "wal": {"number": self._wal_number, "bytes": self._wal.file.size(),
                     "torn_tail_bytes": self._stats["wal_torn_tail_bytes"],
                     "torn_tail_files": list(self._stats["wal_torn_tail_files"]),

@@ -36,13 +36,20 @@ class Snapshot:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def drop(self) -> None:
+        """``close()`` for finalizers: never blocks, where the engine offers that (the garbage
+        collector may run a finalizer in a thread inside the engine's snapshot lock)."""
+        if not self._closed:
+            self._closed = True
+            soon = getattr(self._engine, "_release_snapshot_soon", None)
+            (soon or self._engine._release_snapshot)(self)
+
     def __del__(self):
         # A forgotten snapshot must not hold back compaction forever.
-        if not self._closed:
-            try:
-                self.close()
-            except Exception:
-                pass
+        try:
+            self.drop()
+        except Exception:
+            pass
 
     def __repr__(self) -> str:
         return f"Snapshot(sequence={self.sequence}{', closed' if self._closed else ''})"

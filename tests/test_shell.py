@@ -459,15 +459,6 @@ def test_backup_restore_verify_call_the_api_with_a_progress_callback(shell, monk
     assert shell.stderr.getvalue() == ""
 
 
-def test_backup_commands_without_the_backup_api_say_so_in_one_line(tmp_path):
-    if hasattr(tabledb.Connection, "backup"):
-        pytest.skip("this build has Connection.backup")
-    r = run_piped([tmp_path / "db", "-bail", "off"], ".backup bk\n.verify bk\n.restore bk r\n.backups bk\n")
-    lines = r.stderr.splitlines()
-    assert r.returncode == 1 and len(lines) == 4
-    assert all("not available in this build" in line and "NotSupportedError" in line for line in lines)
-
-
 def test_console_script_points_at_the_shell():
     text = (ROOT / "pyproject.toml").read_text()
     assert 'tabledb = "tabledb.shell:main"' in text

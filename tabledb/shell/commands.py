@@ -10,7 +10,8 @@ Errors: each becomes one line on stderr, ``ClassName: message``, prefixed with
 the error itself). In a script the first error stops it (``.bail on``, the
 default) by raising :class:`Bail`; at the prompt, the shell goes on.
 
-Ctrl-C while a statement runs raises KeyboardInterrupt wherever Python is: the
+Ctrl-C while a statement runs raises KeyboardInterrupt wherever Python is (never
+inside a finalizer, where Python would drop it: tabledb/shell/interrupt.py): the
 SQL layer undoes an interrupted write statement, an interrupted result is
 closed (releasing its snapshot), and a transaction the shell did not see the
 user begin is rolled back; the user's own BEGIN stays open.
@@ -29,8 +30,9 @@ import time
 from typing import Callable, Iterable, Iterator, TextIO
 
 import tabledb
-from tabledb.errors import DatabaseError, Error, NotSupportedError, SQLSyntaxError
+from tabledb.errors import DatabaseError, Error, SQLSyntaxError
 from tabledb.shell import transfer
+from tabledb.shell.interrupt import interruptible
 from tabledb.shell.render import MODES, Settings, render
 from tabledb.shell.reports import catalog_of, engine_stats, format_stats, schema_statements
 from tabledb.shell.script import first_word, quote_identifier, quote_string, scan_sql
@@ -112,14 +114,6 @@ def _fetch(cur) -> Iterator[tuple]:
         if not batch:
             return
         yield from batch
-
-
-def _feature(owner, attribute: str, command: str, api: str):
-    """``owner.attribute``, or a NotSupportedError saying this build lacks it."""
-    fn = getattr(owner, attribute, None)
-    if fn is None:
-        raise NotSupportedError(f"{command} is not available in this build (it needs {api})")
-    return fn
 
 
 def _describe(result) -> str:
@@ -266,17 +260,18 @@ class Shell:
         verb = first_word(sql)
         cur = self.conn.cursor()
         try:
-            if label or verb in _LONG_STATEMENTS:
-                with self.progress(label or verb.lower()):
+            with interruptible():     # Ctrl-C never lost in a finalizer (tabledb/shell/interrupt.py)
+                if label or verb in _LONG_STATEMENTS:
+                    with self.progress(label or verb.lower()):
+                        cur.execute(sql)
+                else:
                     cur.execute(sql)
-            else:
-                cur.execute(sql)
-            if cur.description is not None:
-                self._print_result(cur)
-            elif self.settings.changes and verb in _DML_VERBS:
-                n = cur.rowcount
-                self.stdout.write(f"rows {_DML_VERBS[verb]} (not counted)\n" if n < 0
-                                  else f"{_plural(n)} {_DML_VERBS[verb]}\n")
+                if cur.description is not None:
+                    self._print_result(cur)
+                elif self.settings.changes and verb in _DML_VERBS:
+                    n = cur.rowcount
+                    self.stdout.write(f"rows {_DML_VERBS[verb]} (not counted)\n" if n < 0
+                                      else f"{_plural(n)} {_DML_VERBS[verb]}\n")
         except KeyboardInterrupt:
             self._interrupted(cur)
             if not self.interactive:
@@ -543,7 +538,7 @@ class Shell:
     def dot_backup(self, args: list[str]) -> None:
         if len(args) != 1:
             raise self._usage(".backup")
-        backup = _feature(self.conn, "backup", ".backup", "Connection.backup")
+        backup = self.conn.backup
         target = os.path.expanduser(args[0])
         with self.progress("backup") as progress:
             result = backup(target, progress=progress)
@@ -553,7 +548,7 @@ class Shell:
     def dot_restore(self, args: list[str]) -> None:
         if len(args) not in (2, 3):
             raise self._usage(".restore")
-        restore = _feature(tabledb, "restore", ".restore", "tabledb.restore")
+        restore = tabledb.restore
         target, path = os.path.expanduser(args[0]), os.path.expanduser(args[1])
         choice = parse_as_of(args[2]) if len(args) == 3 else {}
         with self.progress("restore") as progress:
@@ -564,7 +559,7 @@ class Shell:
     def dot_verify(self, args: list[str]) -> None:
         if len(args) not in (1, 2):
             raise self._usage(".verify")
-        verify = _feature(tabledb, "verify_backup", ".verify", "tabledb.verify_backup")
+        verify = tabledb.verify_backup
         target = os.path.expanduser(args[0])
         with self.progress("verify") as progress:
             result = verify(target, backup=args[1] if len(args) == 2 else None, progress=progress)
@@ -578,11 +573,7 @@ class Shell:
         if len(args) != 1:
             raise self._usage(".backups")
         target = os.path.expanduser(args[0])
-        try:
-            columns, rows = list_backups(self.conn, target)
-        except NotSupportedError:
-            raise NotSupportedError(".backups is not available in this build (SHOW BACKUPS is not "
-                                    "implemented yet)") from None
+        columns, rows = list_backups(self.conn, target)
         self._remember(target)
         render(columns, rows, self.settings, self.stdout, self._width())
 

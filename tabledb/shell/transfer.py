@@ -22,7 +22,7 @@ import importlib.util
 import os
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from tabledb.errors import NotSupportedError, ProgrammingError
+from tabledb.errors import ProgrammingError
 from tabledb.shell.script import quote_identifier, quote_string
 
 if TYPE_CHECKING:
@@ -214,8 +214,6 @@ def _insert(shell: "Shell", table: str, reader, create: bool) -> int:
 
 
 def export_statement(table: str, path: str) -> str:
-    """The COPY statement behind ``.export`` (raises NotSupportedError in a build without it)."""
+    """The COPY statement behind ``.export``."""
     file_format(path)
-    if importlib.util.find_spec("tabledb.arrow") is None:
-        raise NotSupportedError(".export is not available in this build (it needs tabledb.arrow for COPY)")
     return f"COPY {quote_identifier(table)} TO {quote_string(path)}"

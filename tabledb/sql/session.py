@@ -27,7 +27,7 @@ import datetime as _dt
 from collections import OrderedDict
 from itertools import islice
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 from sqlglot import exp
 
@@ -863,7 +863,6 @@ def _plan_insert(session: Session, node: exp.Insert, planner: Planner):
         for tup in source.expressions:
             items = tup.expressions if isinstance(tup, exp.Tuple) else [tup]
             compiled.append([comp.compile(i) for i in items])
-        width = len(compiled[0]) if compiled else 0
         for row in compiled:
             if len(row) != len(positions):
                 raise ProgrammingError(f"table {table.name} has {ncols} columns but {len(row)} values were supplied"
@@ -1204,7 +1203,6 @@ def _plan_create_table(session: Session, node: exp.Create, planner: Planner):
         tname = schema.name
         defs = []
     exists_ok = bool(node.args.get("exists"))
-    catalog = planner.catalog
 
     if query is not None:
         qplan = planner.plan_query(query)
@@ -1577,10 +1575,7 @@ def _rename_column_sql(sql: str, old: str, new: str) -> str:
 def _plan_backup_statement(session: Session, node, planner: Planner):
     """BACKUP, SHOW BACKUPS, VERIFY BACKUP, RESTORE, DROP BACKUP: planned by tabledb.backup.
     Returns run(session, values) -> Result | int."""
-    try:
-        from tabledb.backup import sql as backup_sql
-    except ImportError:
-        raise NotSupportedError(f"{type(node).__name__.upper()} is not available in this build") from None
+    from tabledb.backup import sql as backup_sql
     return backup_sql.plan_statement(session, node, planner)
 
 

@@ -61,10 +61,10 @@ def row_encoder(types: list[str]) -> Callable[[Any], bytes]:
             var.append(v)
         else:
             fields.append(v)
-    src = [f"def encode(row):",
+    src = ["def encode(row):",
            f"    {', '.join(names)}, = row",
            f"    if {' or '.join(checks)}:",
-           f"        return slow(row)",
+           "        return slow(row)",
            "    try:",
            *["    " + e for e in encodes],
            f"        return b''.join((head, pack({', '.join(fields)}){''.join(', ' + x for x in var)}))",

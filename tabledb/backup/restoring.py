@@ -98,6 +98,8 @@ def choose(repo: Repository, backup=None, as_of=None) -> tuple[dict, tuple | Non
     """(base metadata, stop point or None, replay?) for a restore; BackupError when none fits."""
     point = normalize_as_of(as_of)
     metas = repo.backups()
+    if backup is not None and point is not None and _is_latest(backup):
+        backup = None     # LATEST AS OF a point: the latest backup at or before it, then the WAL
     if backup is not None:
         if not isinstance(backup, str):
             backup = str(backup)

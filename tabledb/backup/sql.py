@@ -57,12 +57,20 @@ def _result(columns, types, rows) -> Result:
 
 
 @contextmanager
-def _outside_transaction(session, statement: str):
+def _outside_transaction(session, statement: str, reads_database: bool = True):
     """Run a statement that writes nothing into the database outside any transaction, and
     read afresh afterwards (a writer lock the session holds is given back first: holding it
-    would only stop other connections' writers for as long as the copy takes)."""
+    would only stop other connections' writers for as long as the copy takes).
+
+    Inside a transaction (BEGIN, or uncommitted writes): BACKUP (``reads_database``) raises
+    OperationalError -- it would back up the committed state without the transaction's writes,
+    a surprise -- while the statements that only touch the target or a new database (SHOW,
+    VERIFY, DROP BACKUP, RESTORE DATABASE ... INTO) run and leave the transaction as it is."""
     txn = session.txn
     if session.explicit or (txn is not None and len(txn)):
+        if not reads_database:
+            yield
+            return
         raise OperationalError(f"{statement} cannot run inside a transaction: commit or roll back first")
     if session.holds_writer:
         session.db.release_writer(session)
@@ -130,7 +138,7 @@ def _plan_show(node):
     target = node.target
 
     def run(session, values):
-        with _outside_transaction(session, "SHOW BACKUPS"):
+        with _outside_transaction(session, "SHOW BACKUPS", reads_database=False):
             rows = backup_mod.list_backups(target)
         return _result(backup_mod.SHOW_COLUMNS, backup_mod.SHOW_TYPES, rows)
     return run
@@ -141,7 +149,7 @@ def _plan_verify(node):
     backup = "LATEST" if node.args.get("latest") else node.args.get("backup")
 
     def run(session, values):
-        with _outside_transaction(session, "VERIFY BACKUP"):
+        with _outside_transaction(session, "VERIFY BACKUP", reads_database=False):
             rows = verify_mod.verify_backup(target, backup)
         return _result(verify_mod.VERIFY_COLUMNS, verify_mod.VERIFY_TYPES, rows)
     return run
@@ -163,7 +171,7 @@ def _plan_restore(node):
         path = node.args.get("path")
 
         def run(session, values):
-            with _outside_transaction(session, "RESTORE DATABASE"):
+            with _outside_transaction(session, "RESTORE DATABASE", reads_database=False):
                 row = tables_mod.restore(target, path, backup, as_of)
             return _result(restore_mod.RESTORE_COLUMNS, restore_mod.RESTORE_TYPES, [row])
         return run
@@ -179,7 +187,7 @@ def _plan_drop(node):
     target, backup = node.target, node.args["backup"]
 
     def run(session, values):
-        with _outside_transaction(session, "DROP BACKUP"):
+        with _outside_transaction(session, "DROP BACKUP", reads_database=False):
             row = verify_mod.drop_backup(target, backup)
         return _result(verify_mod.DROP_COLUMNS, verify_mod.DROP_TYPES, [row])
     return run

@@ -106,6 +106,11 @@ def test_full_then_incremental_and_restore_to_every_point(tmp_path, connect):
     restore_sql(conn, target, tmp_path / "latest_backup", "LATEST")
     with restored(tmp_path, "latest_backup") as r:
         assert table_state(r) == points[3][2]
+    # LATEST AS OF a point before the newest backup: the newest backup at or before it, then the WAL
+    out = restore_sql(conn, target, tmp_path / "latest_as_of", f"LATEST AS OF SEQUENCE {points[1][0]}")
+    assert out["backup_id"] == b1["backup_id"]
+    with restored(tmp_path, "latest_as_of") as r:
+        assert table_state(r) == points[1][2]
 
 
 def test_restored_database_is_writable_and_starts_its_own_history(tmp_path, connect):

@@ -199,6 +199,21 @@ def test_cli_exit_status(db, tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("ProgrammingError: "), r.stderr
 
 
+@pytest.mark.parametrize("launcher", ["python -m tabledb", "tabledb script"])
+def test_tabledb_check_path_from_every_launcher(db, launcher):
+    """``tabledb check PATH`` (the installed script) and ``python -m tabledb check PATH``."""
+    if launcher == "tabledb script":
+        script = os.path.join(os.path.dirname(sys.executable), "tabledb")
+        if not os.path.exists(script):
+            pytest.skip("the tabledb script is not installed beside this interpreter")
+        cmd = [script, "check", db]
+    else:
+        cmd = [sys.executable, "-m", "tabledb", "check", db]
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and f"{db}: ok (" in r.stdout, r.stdout + r.stderr
+
+
 def test_shell_dot_check(db):
     from tabledb.shell import Shell
     conn = tabledb.connect(db, autocommit=True)

@@ -49,18 +49,16 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import struct
 
 from tabledb.errors import CorruptionError, InvalidArgumentError, InvalidTypeError
 from tabledb.backup.repository import (BackupError, Repository, ingest_object, os_errors_as_backup_errors,
                                        parse_wal_name, wal_dir)
 from tabledb.storage import Engine
-from tabledb.storage.batch import decode_batch, ingest_ops
+from tabledb.storage.batch import BATCH_HEADER, decode_batch, ingest_ops
 from tabledb.storage.dbformat import KIND_INGEST
 from tabledb.storage.fs import DEFAULT_FS
 from tabledb.storage.log import WAL_MAGIC, read_log
 
-_BATCH_HEADER = struct.Struct("<QQI")   # first_sequence, commit_time_us, count (docs/format.md, WAL record)
 RESTORING_SUFFIX = ".restoring"
 
 
@@ -188,7 +186,7 @@ class WalPlan:
 
 def is_ingest_record(payload: bytes) -> bool:
     """True for a WAL record that logs a bulk ingest (its first operation's kind byte)."""
-    return len(payload) > _BATCH_HEADER.size and payload[_BATCH_HEADER.size] == KIND_INGEST
+    return len(payload) > BATCH_HEADER.size and payload[BATCH_HEADER.size] == KIND_INGEST
 
 
 def list_segments(repo: Repository, db_id: str, epoch: int, first: int) -> list[tuple[int, str, int]]:
@@ -247,9 +245,9 @@ def plan_wal(repo: Repository, meta: dict, point: tuple | None, workdir: str, st
         plan.segments += 1
         plan.bytes += size
         for offset, payload in records:
-            if len(payload) < _BATCH_HEADER.size:
+            if len(payload) < BATCH_HEADER.size:
                 raise CorruptionError("malformed WAL record", file=repo.describe(rel), offset=offset)
-            first, commit_us, count = _BATCH_HEADER.unpack_from(payload, 0)
+            first, commit_us, count = BATCH_HEADER.unpack_from(payload, 0)
             last = first + count - 1
             if last < expected:
                 continue            # already in the base backup's files

@@ -84,7 +84,7 @@ def _outside_transaction(session, statement: str, reads_database: bool = True):
         old = session.snapshot
         if old is not None and txn is not None and session.txn is txn:
             session.snapshot = None
-            txn._snapshot = None   # noqa: SLF001 - Transaction has no public way to drop its snapshot
+            txn.rebase(None)   # it has no pending writes: checked above
             try:
                 old.close()
             except Exception:  # noqa: BLE001

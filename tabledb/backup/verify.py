@@ -21,18 +21,16 @@ backups use are never touched, nor those of other databases.
 from __future__ import annotations
 
 import os
-import struct
 import tempfile
 
 from tabledb.errors import CorruptionError, InvalidArgumentError
 from tabledb.backup.repository import (BackupError, Repository, decode_meta, ingest_dir, ingest_object, meta_object,
                                        os_errors_as_backup_errors, parse_ingest_name, wal_dir)
 from tabledb.backup.restoring import is_ingest_record, list_segments, read_segment
-from tabledb.storage.batch import decode_batch, ingest_ops
+from tabledb.storage.batch import BATCH_HEADER, decode_batch, ingest_ops
 from tabledb.storage.fs import DEFAULT_FS
 from tabledb.storage.ingest import inspect_external_file
 
-_BATCH_HEADER = struct.Struct("<QQI")
 VERIFY_COLUMNS = ["file", "bytes", "status"]
 VERIFY_TYPES = ["TEXT", "INTEGER", "TEXT"]
 
@@ -131,7 +129,7 @@ def verify_backup(target, backup=None, progress=None) -> VerifyReport:
                     expected = None
                     continue
                 for _offset, payload in records:
-                    first, _t, count = _BATCH_HEADER.unpack_from(payload, 0)
+                    first, _t, count = BATCH_HEADER.unpack_from(payload, 0)
                     if expected is not None and first + count <= expected:
                         continue
                     if expected is not None and first > expected:

@@ -1077,19 +1077,14 @@ class Engine:
     def _release_snapshot_soon(self, snapshot: Snapshot) -> None:
         """Release from a finalizer (Snapshot.__del__): never blocks. The garbage collector runs
         finalizers in whatever thread allocates, possibly one inside a ``_snap_lock`` block (this
-        one: the Lock is not reentrant); then the release waits in ``_snaps_dropped`` (a deque:
-        append is atomic) for the next holder of the lock."""
+        one: the Lock is not reentrant); so the release goes to ``_snaps_dropped`` (a deque:
+        append is atomic), drained here if the lock is free, else by its next holder."""
+        self._snaps_dropped.append(snapshot.sequence)
         if self._snap_lock.acquire(blocking=False):
             try:
                 self._drop_released_snapshots()
-                try:
-                    self._snapshots.remove(snapshot.sequence)
-                except ValueError:
-                    pass
             finally:
                 self._snap_lock.release()
-        else:
-            self._snaps_dropped.append(snapshot.sequence)
 
     def _drop_released_snapshots(self) -> None:
         """REQUIRES: _snap_lock."""

@@ -322,12 +322,12 @@ def read_log(fs, path: str, *, magic: bytes):
     return records, reader.torn_bytes, reader.header
 
 
-def read_log_reader(fs, path: str, *, magic: bytes):
+def read_log_reader(fs, path: str, *, magic: bytes, preallocated: bool = True):
     """Return ``(records, reader)``: the whole log at ``path`` and the spent :class:`LogReader`, for its
     ``header`` and where a torn tail starts (``torn_offset``), how long it is and its shape."""
     f = fs.open_readable(path)
     try:
-        reader = LogReader(f, magic=magic)
+        reader = LogReader(f, magic=magic, preallocated=preallocated)
         return list(reader), reader
     finally:
         f.close()

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 
 from tabledb.errors import CorruptionError, Error
 from tabledb.storage import dbformat
-from tabledb.storage.log import MANIFEST_MAGIC, LogReader, LogWriter
+from tabledb.storage.log import MANIFEST_MAGIC, LogReader, LogWriter, read_log_reader
 
 MAX_MANIFEST_BYTES = 4 << 20
 
@@ -272,12 +272,7 @@ class VersionSet:
         path = os.path.join(self.dbpath, name)
         if not self.fs.exists(path):
             raise CorruptionError(f"CURRENT names {name}, which is missing", file=current_path, offset=0)
-        f = self.fs.open_readable(path)
-        try:
-            reader = LogReader(f, magic=MANIFEST_MAGIC, preallocated=False)
-            records = list(reader)
-        finally:
-            f.close()
+        records, reader = read_log_reader(self.fs, path, magic=MANIFEST_MAGIC, preallocated=False)
         if reader.torn_bytes and reader.torn_kind == "damage":
             raise CorruptionError(f"damaged MANIFEST record ({reader.torn_reason}): an edit that was synced "
                                   "is lost", file=path, offset=reader.torn_offset)

@@ -170,9 +170,6 @@ class Archiver:
                     for _segment, table, link in engine.ingest_links(number):
                         self.copy_ingested(db_id, epoch, number, table, link, progress)
                     length, crc = wal_length(path)
-                    if length == 0:   # preallocated, never given its header (a crash): no record in it
-                        engine.hold_wal(number + 1)
-                        continue
                     name = wal_object(db_id, epoch, number, crc)
                     size, sent_crc = self.repo.upload(path, name, progress=progress, length=length)
                     if (size, sent_crc) != (length, crc):   # a sealed segment never changes: a failing disk

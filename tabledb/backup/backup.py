@@ -20,8 +20,7 @@ Steps (``backup_engine``):
    B, oldest first (``Archiver.copy_sealed``; they include ``wal_files``), so the
    archive is continuous from the previous backup to this one whatever happens
    next; then copy ``wal_files`` (to ``wal/``, content-addressed like every
-   archived segment: those already there are not copied again). A segment that a
-   crash left preallocated without its header holds no record and is skipped.
+   archived segment: those already there are not copied again).
 6. Write ``backups/<id>.meta`` last, whole (see ``repository``): until then no
    backup looks complete, and a crash leaves only objects the next backup reuses.
 
@@ -216,8 +215,6 @@ def backup_engine(engine, target, *, incremental: bool = True, wal_archive: bool
         out_wal = []
         for number, path in view.wal_files:
             length, crc = wal_length(path)
-            if length == 0:
-                continue   # preallocated, no header: a crash before its first write; holds no record
             name = wal_object(db_id, view.epoch, number, crc)
             info = repo.info(name)
             if fresh or info is None or info.size != length:

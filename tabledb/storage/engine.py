@@ -353,10 +353,16 @@ class Engine:
         logs = sorted(n for kind, n in present if kind == "log" and n >= self.versions.log_number)
         last_seq = manifest_seq = self.versions.last_sequence
         recovered: list = []     # (cf_id, FileMeta) of level-0 tables written when the memtables filled up
+        headerless: list[str] = []   # segments of zeros from the first byte: removed once recovery is done
         for i, number in enumerate(logs):
             wal_path = os.path.join(path, dbformat.wal_file_name(number))
             records, reader = read_log_reader(fs, wal_path, magic=WAL_MAGIC)
             torn, header = reader.torn_bytes, reader.header
+            if header is None and not records and not torn:
+                # Preallocated, then a crash before its header reached the disk: it holds no record,
+                # for this replay or for a WAL archive (which would otherwise keep it held).
+                headerless.append(wal_path)
+                continue
             if header is not None and header[3] != self.versions.epoch:
                 # A segment of another epoch is history this database abandoned (a restore started a
                 # new epoch): never replay it. Renamed, not deleted, so nothing is lost by mistake.
@@ -413,6 +419,8 @@ class Engine:
             if not mem.empty:
                 edit.add.append((cf_id, 0, self._write_level0(cf_id, mem)))
         self.versions.log_and_apply(edit)
+        for wal_path in headerless:
+            fs.remove(wal_path)
         self._pending_outputs.clear()
         self._mems = {cf_id: MemTable() for cf_id in self._cf_names}
         self._publish()

@@ -173,5 +173,6 @@ def test_kill_between_wal_preallocation_and_header_leaves_an_openable_database(t
     conn = tabledb.connect(path)
     try:
         assert conn.execute("SELECT * FROM t").fetchall() == [(1,)]
+        assert not os.path.exists(os.path.join(path, "999999.log")), "the open keeps a segment holding nothing"
     finally:
         conn.close()
